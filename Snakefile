@@ -1,0 +1,45 @@
+# diffrepro: one DAG trains, samples and scores every configuration of the covered papers.
+# Kept thin and cheap to parse (no torch import): every cluster job re-reads it.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+from diffrepro.config import ConfigError, Plan, load_config, load_replications  # noqa: E402
+
+
+configfile: "workflow/config.yaml"
+
+
+try:
+    load_config(config, "config (workflow/config.yaml + --config/--configfile overrides)")
+    PLAN = Plan(config, load_replications(config["replications"]))
+except ConfigError as err:
+    raise WorkflowError(f"invalid configuration: {err}") from None
+
+SCALE = config["scale"]
+DATA = f"{config['results']}/data"
+RES = f"{config['results']}/{SCALE}"
+REPORT = f"{config['reports']}/{SCALE}"
+
+
+wildcard_constraints:
+    paper=r"[a-z0-9_]+",
+    experiment=r"[a-z0-9_]+",
+    scaling=r"[a-z0-9_]+",
+    sampler=r"[a-z0-9_]+",
+    steps=r"\d+",
+    seed=r"\d+",
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/sample.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        f"{RES}/metrics.csv",
+        f"{REPORT}/README.md",

@@ -1,0 +1,64 @@
+"""Compose a paper's choices (YAML data) into objects: network, schedule, denoiser, loss, grid.
+
+This is the only place where a resolved experiment spec (diffrepro.config.Plan) meets the
+component registries, so a new paper never needs new glue.
+"""
+
+import torch
+
+from .denoisers import build_denoiser
+from .losses import LOSSES
+from .models.unet import UNet
+from .scalings import get_scaling
+from .schedules import SCHEDULES, build_schedule, edm_sigmas
+
+
+def build_network(training_spec: dict, in_channels: int = 1) -> UNet:
+    cfg = dict(training_spec["unet"])
+    cfg["channels"] = tuple(cfg["channels"])
+    cfg["attention_levels"] = tuple(cfg.get("attention_levels", ()))
+    return UNet(in_channels=in_channels, **cfg)
+
+
+def build_model(training_spec: dict):
+    """(network, schedule, denoiser) of a training spec."""
+    net = build_network(training_spec)
+    schedule = build_schedule(training_spec["schedule"])
+    denoiser = build_denoiser(net, training_spec["parameterisation"], schedule)
+    return net, schedule, denoiser
+
+
+def build_loss(training_spec: dict):
+    cfg = dict(training_spec["loss"])
+    loss = LOSSES[cfg.pop("name")]
+    return lambda denoiser, x0, sigma, noise: loss(denoiser, x0, sigma, noise, **cfg)
+
+
+def sampling_sigmas(schedule, steps: int, grid: dict) -> torch.Tensor:
+    """The decreasing sigma grid (ending in 0) a sampler runs on.
+
+    Default: the schedule's own grid. spacing=edm: EDM's rho-ramp (Karras 2022 eq. 5), which
+    lets EDM's samplers run on any model; its range defaults to the schedule's where it has one.
+    """
+    spacing = grid.get("spacing")
+    if spacing == "edm":
+        levels = getattr(schedule, "sigmas", None)
+        lo = float(levels.min()) if levels is not None else 0.002
+        hi = float(levels.max()) if levels is not None else 80.0
+        return edm_sigmas(steps, grid.get("sigma_min", max(lo, 0.002)), grid.get("sigma_max", min(hi, 80.0)),
+                          grid.get("rho", 7.0))
+    if spacing in (None, "linear_t"):
+        return schedule.sampling_sigmas(steps)
+    return schedule.sampling_sigmas(steps, spacing=spacing)
+
+
+def sampler_options(sampler_spec: dict, scaling_name: str) -> dict:
+    """YAML sampler options → keyword arguments; clip_x0: true clips to the data range."""
+    options = dict(sampler_spec.get("options", {}))
+    if options.pop("clip_x0", False):
+        scaling = get_scaling(scaling_name)
+        options["clip_x0"] = (float(scaling.to_model(0.0)), float(scaling.to_model(1.0)))
+    return options
+
+
+__all__ = ["build_network", "build_model", "build_loss", "sampling_sigmas", "sampler_options", "SCHEDULES"]

@@ -1,0 +1,153 @@
+"""Config and replication files: schema validation with one-line errors, and the plan of jobs.
+
+Imported by the Snakefile at parse time, so it must stay cheap: no torch, no numpy.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+
+
+class ConfigError(ValueError):
+    """A config or replication file is invalid; the message names file, key and allowed values."""
+
+
+def _load_schema(name: str) -> dict:
+    return yaml.safe_load((SCHEMAS / name).read_text())
+
+
+def _key_path(error) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def _explain(error) -> str:
+    """Turn a jsonschema error into 'key: what is wrong (allowed: ...)'."""
+    # oneOf/anyOf errors hide the useful message in their context; take the deepest one.
+    while error.context:
+        error = max(error.context, key=lambda e: len(e.absolute_path))
+    key, schema = _key_path(error), error.schema
+    if error.validator == "additionalProperties":
+        unexpected = sorted(set(error.instance) - set(schema.get("properties", {})))
+        allowed = ", ".join(schema.get("properties", {})) or "none"
+        return f"{key}: unknown key(s) {', '.join(unexpected)} (allowed: {allowed})"
+    if error.validator == "enum":
+        return f"{key}: {error.instance!r} is not allowed (allowed: {', '.join(map(str, error.validator_value))})"
+    if error.validator == "propertyNames":
+        return f"{key}: name {error.instance!r} must match {schema.get('pattern', error.validator_value)}"
+    return f"{key}: {error.message}"
+
+
+def validate(document, schema_name: str, source: str) -> None:
+    validator = jsonschema.Draft202012Validator(_load_schema(schema_name))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(document))
+    if error is not None:
+        raise ConfigError(f"{source}: {_explain(error)}")
+
+
+def load_replications(directory, config_source="config") -> dict:
+    """Every replications/*.yaml, validated; keyed by paper name (which must equal the file stem)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ConfigError(f"{config_source}: replications: folder {directory} does not exist")
+    replications = {}
+    for path in sorted(directory.glob("*.yaml")):
+        try:
+            doc = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        validate(doc, "replication.schema.yaml", str(path))
+        if doc["paper"] != path.stem:
+            raise ConfigError(f"{path}: paper: {doc['paper']!r} must equal the file name {path.stem!r}")
+        labels = [s["label"] for e in doc["experiments"].values() for s in e["samplers"]]
+        for name, exp in doc["experiments"].items():
+            exp_labels = [s["label"] for s in exp["samplers"]]
+            dupes = sorted({label for label in exp_labels if exp_labels.count(label) > 1})
+            if dupes:
+                raise ConfigError(f"{path}: experiments.{name}.samplers: duplicate label(s) {', '.join(dupes)}")
+        for ref in doc.get("reference", []):
+            if ref.get("experiment") and ref["experiment"] not in doc["experiments"]:
+                raise ConfigError(f"{path}: reference: experiment {ref['experiment']!r} is not defined "
+                                  f"(defined: {', '.join(doc['experiments'])})")
+            if ref.get("sampler") and ref["sampler"] not in labels:
+                raise ConfigError(f"{path}: reference: sampler {ref['sampler']!r} is not a sampler label "
+                                  f"(labels: {', '.join(labels)})")
+        replications[doc["paper"]] = doc
+    if not replications:
+        raise ConfigError(f"{config_source}: replications: no *.yaml files in {directory}")
+    return replications
+
+
+def load_config(config: dict, source="workflow/config.yaml") -> dict:
+    validate(config, "config.schema.yaml", source)
+    for key in ("data_root", "inception_weights"):
+        if config.get(key) and not Path(config[key]).exists():
+            raise ConfigError(f"{source}: {key}: path {config[key]} does not exist (fix the path or set it to null)")
+    return config
+
+
+def config_hash(spec: dict) -> str:
+    """A short, stable hash of everything that determines a result."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def steps_for(sampler: dict, scale: str) -> list:
+    steps = sampler["steps"]
+    return steps if isinstance(steps, list) else steps.get(scale, [])
+
+
+class Plan:
+    """What the DAG builds for one scale: trainings, sample sets, and their resolved specs."""
+
+    def __init__(self, config: dict, replications: dict):
+        self.config = config
+        self.scale = config["scale"]
+        self.scale_cfg = config["scales"][self.scale]
+        self.replications = replications
+
+    def experiment(self, paper: str, experiment: str) -> dict:
+        return self.replications[paper]["experiments"][experiment]
+
+    def training_spec(self, paper: str, experiment: str, scaling: str) -> dict:
+        """Everything that determines a trained network (its hash keys its results)."""
+        exp, sc = self.experiment(paper, experiment), self.scale_cfg
+        return {
+            "paper": paper, "experiment": experiment, "input_scaling": scaling,
+            "resolution": sc["resolution"], "train_limit": sc["train_limit"],
+            "schedule": exp["schedule"], "parameterisation": exp["parameterisation"], "loss": exp["loss"],
+            "unet": {**sc["unet"], **exp.get("network", {})}, "train": sc["train"],
+        }
+
+    def sampler(self, paper: str, experiment: str, label: str) -> dict:
+        for sampler in self.experiment(paper, experiment)["samplers"]:
+            if sampler["label"] == label:
+                return sampler
+        raise KeyError(f"{paper}/{experiment} has no sampler {label!r}")
+
+    def sample_spec(self, paper, experiment, scaling, label, steps, seed) -> dict:
+        sampler = self.sampler(paper, experiment, label)
+        return {
+            "training": self.training_spec(paper, experiment, scaling),
+            "sampler": {"label": label, "name": sampler["name"], "options": sampler.get("options", {}),
+                        "grid": sampler.get("grid", {}), "steps": int(steps)},
+            "seed": int(seed), "n_samples": self.scale_cfg["sampling"]["n_samples"],
+            "batch_size": self.scale_cfg["sampling"]["batch_size"],
+        }
+
+    def trainings(self):
+        for paper, rep in self.replications.items():
+            for name, exp in rep["experiments"].items():
+                for scaling in exp["input_scalings"]:
+                    yield {"paper": paper, "experiment": name, "scaling": scaling}
+
+    def sample_runs(self):
+        seeds = self.scale_cfg["sampling"]["seeds"]
+        for t in self.trainings():
+            for sampler in self.experiment(t["paper"], t["experiment"])["samplers"]:
+                for steps in steps_for(sampler, self.scale):
+                    for seed in seeds:
+                        yield {**t, "sampler": sampler["label"], "steps": steps, "seed": seed}

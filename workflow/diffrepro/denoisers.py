@@ -1,0 +1,414 @@
+"""Parameterisations: wrap a trained network of any paper into a denoiser D(x, sigma) -> x0_hat.
+
+Every wrapper is an nn.Module whose forward takes x in the sigma-frame (x = x0 + sigma * eps,
+shape [B, ...]) and sigma (shape [B], or a scalar broadcast over the batch) and returns x0_hat.
+VP networks see x_vp = x * vp_scale(sigma) = x / sqrt(1 + sigma^2), i.e. sqrt(abar) x0 +
+sqrt(1 - abar) eps, and predict eps, x0 or v.
+
+Time input given to VP networks:
+- discrete chains (DDPM, DDIM, Sohl-Dickstein, iDDPM): the index i in 0..T-1 of the nearest
+  level, as a float; level i has alpha_bars[i] = prod_{s<=i} (1 - beta_s), i.e. index i is the
+  papers' t = i + 1;
+- continuous schedules (the course's cosine, Chen 2023): t = schedule.t_from_sigma(sigma).
+
+Networks with a variance head (Sohl-Dickstein, iDDPM learned variance) output 2C channels
+along dim 1: the first C are the mean-side output (z_mu or eps), the last C the variance-side
+output (z_var or v).
+
+Discrete-chain wrappers also expose `reverse(x_vp, sigma) -> ReverseKernel(x0_hat, mean,
+log_var)`, the Gaussian p(x_{t-1} | x_t) in the VP frame, which the variational bound needs.
+"""
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from .noise import sigma_from_alpha_bar, vp_scale
+from .schedules import betas_from_alpha_bar
+
+PREDICTIONS = ("eps", "x0", "v")
+FIXED_VARIANCES = ("large", "small")  # sigma_t^2 = beta_t or beta_tilde_t, as samplers.ddpm_ancestral
+PARAMETERISATIONS = ("eps", "x0", "v", "edm", "tfree", "sohl_dickstein", "mu", "eps_learned_variance")
+
+
+# ---------------------------------------------------------------------------------------------
+# small helpers
+
+
+def per_example(v, like):
+    """Reshape a [B] tensor so it broadcasts against `like` ([B, ...])."""
+    return v.reshape(-1, *([1] * (like.ndim - 1)))
+
+
+def as_batch_sigma(sigma, x):
+    """sigma as a [B] tensor of x's dtype and device (a scalar is broadcast over the batch)."""
+    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+    return sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
+
+
+def normalise_per_example(x):
+    # Chen 2023 "normalize noisy input": divide x_t by its own (population) std, per example
+    std = x.flatten(1).std(dim=1, correction=0).clamp_min(1e-12)
+    return x / per_example(std, x)
+
+
+def x0_from_vp_prediction(prediction, out, x_vp, sigma):
+    """x0_hat from a VP network output, with sqrt(abar) = vp_scale(sigma), sqrt(1-abar) = sigma*vp_scale."""
+    s = per_example(vp_scale(sigma), x_vp)
+    sig = per_example(sigma, x_vp)
+    if prediction == "eps":
+        return x_vp / s - sig * out  # x_vp = sqrt(abar) x0 + sqrt(1-abar) eps (DDPM eq. 4)
+    if prediction == "x0":
+        return out
+    if prediction == "v":
+        return s * x_vp - sig * s * out  # v = sqrt(abar) eps - sqrt(1-abar) x0 (Salimans & Ho 2022)
+    raise ValueError(f"unknown prediction {prediction!r}; allowed: {PREDICTIONS}")
+
+
+def nearest_level(sigma, level_sigmas):
+    """Index of the level whose sigma is nearest in log sigma (sigma 0 maps to the lowest level)."""
+    log_levels = level_sigmas.to(sigma.dtype).log()
+    log_sigma = sigma.clamp_min(log_levels.min().exp()).log()
+    return (log_sigma[:, None] - log_levels[None, :]).abs().argmin(dim=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# continuous-time VP, t-free, EDM, input scaling
+
+
+class ContinuousVP(nn.Module):
+    """net(x_vp, t) predicting eps | x0 | v, with t = t_from_sigma(sigma) (the schedule's inverse).
+
+    normalise=True divides the network input by its own per-example std (Chen 2023 §4).
+    """
+
+    def __init__(self, net, t_from_sigma, prediction="eps", normalise=False):
+        super().__init__()
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"unknown prediction {prediction!r}; allowed: {PREDICTIONS}")
+        self.net, self.t_from_sigma = net, t_from_sigma
+        self.prediction, self.normalise = prediction, normalise
+
+    def forward(self, x, sigma):
+        sigma = as_batch_sigma(sigma, x)
+        x_vp = x * per_example(vp_scale(sigma), x)
+        net_in = normalise_per_example(x_vp) if self.normalise else x_vp
+        t = torch.as_tensor(self.t_from_sigma(sigma), dtype=x.dtype, device=x.device)
+        return x0_from_vp_prediction(self.prediction, self.net(net_in, t), x_vp, sigma)
+
+
+class TFree(nn.Module):
+    """The course's t-free model: net(x_vp, 0) predicts eps; it never sees the noise level.
+
+    x0_hat = x - sigma * eps_hat uses the sigma given, x being read as a sigma-frame point at
+    that sigma; so (x - D(x, sigma)) / sigma is the network's eps_hat exactly, which is how
+    samplers.tfree_ddim uses it (at the scheduled sigma) before it forms x0_hat with the
+    predicted abar of a NoiseLevelPredictor.
+    """
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, sigma):
+        sigma = as_batch_sigma(sigma, x)
+        x_vp = x * per_example(vp_scale(sigma), x)
+        eps = self.net(x_vp, torch.zeros_like(sigma))
+        return x0_from_vp_prediction("eps", eps, x_vp, sigma)
+
+
+def edm_coefficients(sigma, sigma_data):
+    # EDM (Karras 2022) eq. 7 / Table 1: c_skip, c_out, c_in
+    total = sigma**2 + sigma_data**2
+    return sigma_data**2 / total, sigma * sigma_data / total.sqrt(), 1 / total.sqrt()
+
+
+def edm_c_noise(sigma, kind):
+    # EDM Table 1: c_noise = ln(sigma)/4; the fast.ai course fed sigma itself
+    if kind == "log":
+        return sigma.log() / 4
+    if kind == "sigma":
+        return sigma
+    raise ValueError(f"unknown c_noise {kind!r}; allowed: ('log', 'sigma')")
+
+
+class EDMPrecond(nn.Module):
+    """D(x; sigma) = c_skip x + c_out F(c_in x; c_noise) (EDM eq. 7); F is net(input, c_noise)."""
+
+    def __init__(self, net, sigma_data=0.5, c_noise="log"):
+        super().__init__()
+        edm_c_noise(torch.ones(1), c_noise)  # fail at construction on an unknown kind
+        self.net, self.sigma_data, self.c_noise = net, sigma_data, c_noise
+
+    def forward(self, x, sigma):
+        sigma = as_batch_sigma(sigma, x)
+        c_skip, c_out, c_in = (per_example(c, x) for c in edm_coefficients(sigma, self.sigma_data))
+        return c_skip * x + c_out * self.net(c_in * x, edm_c_noise(sigma, self.c_noise))
+
+
+class InputScaled(nn.Module):
+    """Chen 2023 input scaling b, presented in the unit data space.
+
+    The inner denoiser was trained on data x0_b = b * x0 in [-b, b] (its schedule's sigma,
+    sigma_b, is the sigma of that b-scaled space). This wrapper's data space is the unscaled
+    one (x0 in [-1, 1], like every other model), so samplers, clipping and metrics never see b:
+        D(x, sigma) = D_b(b x, b sigma) / b,   i.e. sigma = sigma_b / b.
+    Consequently a caller drawing training or sampling sigmas from the inner schedule must
+    divide them by b: in the unit space the schedule's log SNR is shifted by +2 ln b (Chen §3).
+    The eps-MSE is unchanged by this change of frame (tests/test_denoisers.py checks it).
+    """
+
+    def __init__(self, inner, input_scale):
+        super().__init__()
+        if not input_scale > 0:
+            raise ValueError(f"input_scale must be > 0, got {input_scale}")
+        self.inner, self.input_scale = inner, float(input_scale)
+
+    def forward(self, x, sigma):
+        b = self.input_scale
+        return self.inner(b * x, b * as_batch_sigma(sigma, x)) / b
+
+
+# ---------------------------------------------------------------------------------------------
+# discrete chains: DDPM eps/x0/v, DDPM mu, iDDPM learned variance, Sohl-Dickstein 2015
+
+
+class ReverseKernel(NamedTuple):
+    """p(x_{t-1} | x_t) = N(mean, exp(log_var)) in the VP frame, and the x0_hat it implies."""
+
+    x0_hat: torch.Tensor
+    mean: torch.Tensor
+    log_var: torch.Tensor
+
+
+class DiscreteChain(nn.Module):
+    """Shared machinery of a T-step Gaussian chain with levels alpha_bars[0..T-1].
+
+    Subclasses implement reverse(x_vp, sigma); forward(x, sigma) is its x0_hat.
+    """
+
+    def __init__(self, net, alpha_bars):
+        super().__init__()
+        alpha_bars = torch.as_tensor(alpha_bars, dtype=torch.float64)
+        if alpha_bars.ndim != 1 or len(alpha_bars) < 2:
+            raise ValueError("alpha_bars must be a 1-D tensor of at least 2 levels")
+        self.net = net
+        betas = betas_from_alpha_bar(alpha_bars)
+        prev = torch.cat([alpha_bars.new_ones(1), alpha_bars[:-1]])
+        var_tilde = (1 - prev) / (1 - alpha_bars) * betas  # DDPM eq. 7, beta_tilde_t
+        self.register_buffer("alpha_bars", alpha_bars)
+        self.register_buffer("betas", betas)
+        self.register_buffer("level_sigmas", sigma_from_alpha_bar(alpha_bars))
+        # DDPM eq. 7: mu_tilde = coef_x0 * x0 + coef_xt * x_t
+        self.register_buffer("coef_x0", prev.sqrt() * betas / (1 - alpha_bars))
+        self.register_buffer("coef_xt", (1 - betas).sqrt() * (1 - prev) / (1 - alpha_bars))
+        # beta_tilde_1 = 0; as in improved DDPM its log is clipped to beta_tilde_2
+        self.register_buffer("log_var_tilde", torch.cat([var_tilde[1:2], var_tilde[1:]]).log())
+
+    @property
+    def num_steps(self):
+        return len(self.alpha_bars)
+
+    def level(self, sigma):
+        return nearest_level(sigma, self.level_sigmas)
+
+    def _at(self, name, i, like):
+        return per_example(getattr(self, name)[i].to(like.dtype), like)
+
+    def posterior(self, x0, x_vp, i):
+        """q(x_{t-1} | x_t, x0) as (mean, log_var) at level indices i (DDPM eqs. 6-7)."""
+        mean = self._at("coef_x0", i, x_vp) * x0 + self._at("coef_xt", i, x_vp) * x_vp
+        return mean, self._at("log_var_tilde", i, x_vp).expand_as(x_vp)
+
+    def x0_from_mean(self, mean, x_vp, i):
+        # the posterior-mean relation (DDPM eq. 7) solved for x0; exact inverse of posterior()
+        return (mean - self._at("coef_xt", i, x_vp) * x_vp) / self._at("coef_x0", i, x_vp)
+
+    def fixed_log_var(self, kind, i, like):
+        # DDPM §3.2: sigma_t^2 = beta_t ("large") or beta_tilde_t ("small")
+        if kind == "large":
+            return self._at("betas", i, like).log().expand_as(like)
+        if kind == "small":
+            return self._at("log_var_tilde", i, like).expand_as(like)
+        raise ValueError(f"unknown variance {kind!r}; allowed: {FIXED_VARIANCES}")
+
+    def _run_net(self, x_vp, i):
+        return self.net(x_vp, i.to(x_vp.dtype))
+
+    def reverse(self, x_vp, sigma):
+        raise NotImplementedError
+
+    def forward(self, x, sigma):
+        sigma = as_batch_sigma(sigma, x)
+        return self.reverse(x * per_example(vp_scale(sigma), x), sigma).x0_hat
+
+
+class DiscreteVP(DiscreteChain):
+    """DDPM/DDIM-style net(x_vp, i) predicting eps | x0 | v at the nearest discrete level i.
+
+    x0_hat uses the sigma given (off-grid sigmas, e.g. from the EDM sampler, only round the
+    time input, as EDM Table 1 does for VP). The reverse kernel has fixed variance beta_t
+    (variance="large") or beta_tilde_t ("small").
+    """
+
+    def __init__(self, net, alpha_bars, prediction="eps", variance="large", normalise=False):
+        super().__init__(net, alpha_bars)
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"unknown prediction {prediction!r}; allowed: {PREDICTIONS}")
+        if variance not in FIXED_VARIANCES:
+            raise ValueError(f"unknown variance {variance!r}; allowed: {FIXED_VARIANCES}")
+        self.prediction, self.variance, self.normalise = prediction, variance, normalise
+
+    def reverse(self, x_vp, sigma):
+        i = self.level(sigma)
+        out = self._run_net(normalise_per_example(x_vp) if self.normalise else x_vp, i)
+        x0_hat = x0_from_vp_prediction(self.prediction, out, x_vp, sigma)
+        mean, _ = self.posterior(x0_hat, x_vp, i)
+        return ReverseKernel(x0_hat, mean, self.fixed_log_var(self.variance, i, x_vp))
+
+
+class EpsLearnedVariance(DiscreteChain):
+    """Improved DDPM: output [eps, v] (2C channels); log var = v log beta + (1-v) log beta_tilde.
+
+    v is used as output (iDDPM eq. 15), so v = 0 gives beta_tilde and v = 1 gives beta.
+    """
+
+    def reverse(self, x_vp, sigma):
+        i = self.level(sigma)
+        eps, v = self._run_net(x_vp, i).chunk(2, dim=1)
+        x0_hat = x0_from_vp_prediction("eps", eps, x_vp, sigma)
+        mean, _ = self.posterior(x0_hat, x_vp, i)
+        # improved DDPM (Nichol & Dhariwal 2021) eq. 15
+        log_var = v * self._at("betas", i, x_vp).log() + (1 - v) * self._at("log_var_tilde", i, x_vp)
+        return ReverseKernel(x0_hat, mean, log_var)
+
+
+class MeanPrediction(DiscreteChain):
+    """DDPM's mu parameterisation (Table 2 ablation): net(x_vp, i) outputs mu_tilde directly.
+
+    x0_hat inverts the posterior-mean relation, x0 = (mu - coef_xt x_t) / coef_x0; coef_x0
+    is ~1e-4 at high noise in DDPM's schedule, so x0_hat there amplifies the net's errors.
+    """
+
+    def __init__(self, net, alpha_bars, variance="large"):
+        super().__init__(net, alpha_bars)
+        if variance not in FIXED_VARIANCES:
+            raise ValueError(f"unknown variance {variance!r}; allowed: {FIXED_VARIANCES}")
+        self.variance = variance
+
+    def reverse(self, x_vp, sigma):
+        i = self.level(sigma)
+        mean = self._run_net(x_vp, i)
+        return ReverseKernel(self.x0_from_mean(mean, x_vp, i), mean, self.fixed_log_var(self.variance, i, x_vp))
+
+
+def sohl_dickstein_mean_log_var(x_vp, z_mu, z_var, beta, num_steps):
+    # Sohl-Dickstein 2015 code: mu = x_t sqrt(1-beta_t) + z_mu sqrt(beta_t),
+    # var = sigmoid(z_var / sqrt(T) + logit(beta_t))
+    mean = x_vp * (1 - beta).sqrt() + z_mu * beta.sqrt()
+    log_var = nn.functional.logsigmoid(z_var / num_steps**0.5 + beta.log() - (-beta).log1p())
+    return mean, log_var
+
+
+class SohlDickstein(DiscreteChain):
+    """Sohl-Dickstein 2015: learned mean and diagonal variance as perturbations of the forward kernel.
+
+    net(x_vp, i) outputs [z_mu, z_var] (2C channels). x0_hat is the x0 for which the true
+    posterior mean q(x_{t-1}|x_t, x0) equals the predicted mean (DiscreteChain.x0_from_mean),
+    so the model also serves as a denoiser D(x, sigma) for every sampler.
+    """
+
+    def reverse(self, x_vp, sigma):
+        i = self.level(sigma)
+        z_mu, z_var = self._run_net(x_vp, i).chunk(2, dim=1)
+        mean, log_var = sohl_dickstein_mean_log_var(x_vp, z_mu, z_var, self._at("betas", i, x_vp), self.num_steps)
+        return ReverseKernel(self.x0_from_mean(mean, x_vp, i), mean, log_var)
+
+
+# ---------------------------------------------------------------------------------------------
+# noise-level predictor for the t-free sampler
+
+
+class NoiseLevelPredictor(nn.Module):
+    """The course's t-predictor: net(x_vp) -> logit(abar) (one output per example).
+
+    logit(abar) = log(abar / (1 - abar)) = log SNR = -2 ln sigma.
+    """
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x_vp):
+        return self.net(x_vp).reshape(x_vp.shape[0])
+
+    def predict_alpha_bar(self, x_vp):
+        return torch.sigmoid(self(x_vp))
+
+    def predict_sigma(self, x_vp):
+        return (-self(x_vp) / 2).exp()  # sigma = exp(-log SNR / 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# construction from a YAML dict
+
+
+_OPTIONS = {
+    "eps": {"input_scale", "normalise", "variance"},
+    "x0": {"input_scale", "normalise", "variance"},
+    "v": {"input_scale", "normalise", "variance"},
+    "edm": {"sigma_data", "c_noise"},
+    "tfree": set(),
+    "sohl_dickstein": set(),
+    "mu": {"variance"},
+    "eps_learned_variance": set(),
+}
+
+
+def _is_discrete(schedule):
+    return isinstance(getattr(schedule, "alpha_bars", None), torch.Tensor) and not hasattr(schedule, "t_from_sigma")
+
+
+def _discrete_alpha_bars(schedule, name):
+    if not _is_discrete(schedule):
+        raise ValueError(f"parameterisation {name!r} needs a discrete schedule (with .alpha_bars), got {schedule!r}")
+    return schedule.alpha_bars
+
+
+def build_denoiser(net, parameterisation_cfg, schedule=None):
+    """Wrap `net` as a denoiser from a config dict such as {name: v} or {name: edm, sigma_data: 0.5}.
+
+    eps/x0/v use the discrete lookup when the schedule is discrete (a tensor .alpha_bars and no
+    .t_from_sigma), else t = schedule.t_from_sigma(sigma); options input_scale (b, see
+    InputScaled), normalise, variance (discrete only). edm and tfree ignore the schedule.
+    """
+    cfg = dict(parameterisation_cfg)
+    name = cfg.pop("name", None)
+    if name not in _OPTIONS:
+        raise ValueError(f"unknown parameterisation {name!r}; allowed: {PARAMETERISATIONS}")
+    unknown = set(cfg) - _OPTIONS[name]
+    if unknown:
+        raise ValueError(f"unknown option(s) {sorted(unknown)} for {name!r}; allowed: {sorted(_OPTIONS[name])}")
+
+    if name in PREDICTIONS:
+        normalise = bool(cfg.get("normalise", False))
+        if _is_discrete(schedule):
+            d = DiscreteVP(net, schedule.alpha_bars, name, cfg.get("variance", "large"), normalise)
+        elif hasattr(schedule, "t_from_sigma"):
+            if "variance" in cfg:
+                raise ValueError("option 'variance' applies to discrete schedules only")
+            d = ContinuousVP(net, schedule.t_from_sigma, name, normalise)
+        else:
+            raise ValueError(f"parameterisation {name!r} needs a VP schedule (discrete or continuous), got {schedule!r}")
+        scale = float(cfg.get("input_scale", 1.0))
+        return d if scale == 1.0 else InputScaled(d, scale)
+    if name == "edm":
+        return EDMPrecond(net, float(cfg.get("sigma_data", 0.5)), cfg.get("c_noise", "log"))
+    if name == "tfree":
+        return TFree(net)
+    if name == "sohl_dickstein":
+        return SohlDickstein(net, _discrete_alpha_bars(schedule, name))
+    if name == "mu":
+        return MeanPrediction(net, _discrete_alpha_bars(schedule, name), cfg.get("variance", "large"))
+    return EpsLearnedVariance(net, _discrete_alpha_bars(schedule, name))

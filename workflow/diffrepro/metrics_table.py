@@ -1,0 +1,26 @@
+"""The long-format results contract (DESIGN.md): one row per number in metrics.csv."""
+
+import pandas as pd
+
+COLUMNS = ["paper", "experiment", "input_scaling", "sampler", "sampler_name", "steps", "nfe", "seed",
+           "n_samples", "extractor", "library", "metric", "value", "reference_set", "config_hash"]
+RUN_KEYS = ["paper", "experiment", "input_scaling", "sampler", "steps", "seed"]
+
+
+class StaleResults(ValueError):
+    pass
+
+
+def rows_for(run: dict, metric_rows: list[dict]) -> pd.DataFrame:
+    """Attach the run's identifying columns to the rows a metrics computation returned."""
+    return pd.DataFrame([{**run, **row} for row in metric_rows])[COLUMNS]
+
+
+def check_single_config(table: pd.DataFrame) -> None:
+    """Refuse to mix rows produced by different configurations of one experiment."""
+    per_experiment = table.groupby(["paper", "experiment", "input_scaling"])["config_hash"].nunique()
+    mixed = per_experiment[per_experiment > 1]
+    if len(mixed):
+        names = ", ".join("/".join(map(str, k)) for k in mixed.index)
+        raise StaleResults(f"metrics from different configurations are mixed for {names}; "
+                           f"rerun the workflow so every row comes from the current configuration")

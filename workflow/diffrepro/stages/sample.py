@@ -1,0 +1,41 @@
+"""Stage: sample one (model, sampler, steps, seed) into an npz of images in [0, 1]."""
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import config_hash
+from ..io import load_checkpoint
+from ..sampling import draw_samples
+from . import run_stage
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--spec", required=True, help="resolved sample spec (JSON)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    spec = json.loads(args.spec)
+    model_file = load_checkpoint(args.model, "trained model")
+    images, info = draw_samples(model_file, spec)
+    if info["non_finite"]:
+        # clip() would hide NaNs as 0/1 pixels; a diverged sampler must not get a FID.
+        raise SystemExit(f"error: {info['non_finite']} non-finite pixels sampling {args.out}; the sampler diverged")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part.npz")
+    meta = {**info, "spec": spec, "config_hash": config_hash(spec), "value_range": [0.0, 1.0]}
+    np.savez(tmp, images=images, meta=json.dumps(meta))
+    os.replace(tmp, out)
+
+
+if __name__ == "__main__":
+    run_stage(main)

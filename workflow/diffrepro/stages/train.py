@@ -1,0 +1,46 @@
+"""Stage: train one experiment's network. Called by workflow/rules/train.smk."""
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ..build import build_loss, build_model
+from ..config import config_hash
+from ..data import load_split
+from ..io import atomic_save
+from ..scalings import get_scaling
+from ..training import train
+from . import run_stage
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--spec", required=True, help="resolved training spec (JSON)")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--losses", required=True)
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    spec = json.loads(args.spec)
+    images, _ = load_split(args.data, "train", spec["resolution"], spec["train_limit"])
+    data = torch.from_numpy(get_scaling(spec["input_scaling"]).to_model(images))
+    net, schedule, denoiser = build_model(spec)
+    digest = config_hash(spec)
+    state, log = train(denoiser, schedule, build_loss(spec), data, spec["train"],
+                       checkpoint_path=Path(args.checkpoint) if args.checkpoint else None,
+                       describe=f"{spec['paper']}/{spec['experiment']}/{spec['input_scaling']} config {digest}")
+    pd.DataFrame(log).to_csv(args.losses, index=False)
+    atomic_save({"spec": spec, "config_hash": digest, "state_dict": state,
+                 "n_parameters": sum(p.numel() for p in net.parameters())}, args.out)
+    if args.checkpoint and Path(args.checkpoint).exists():
+        Path(args.checkpoint).unlink()
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,11 @@
+rule fashion_mnist:
+    output:
+        f"{DATA}/fashion_mnist.npz",
+    params:
+        data_root=config.get("data_root") or "",
+        download_dir=f"{DATA}/downloads" if config.get("download", True) else "",
+    log:
+        f"{DATA}/logs/fashion_mnist.log",
+    shell:
+        "python -m diffrepro.stages.prepare_data --out {output} --data-root {params.data_root:q} "
+        "--download-dir {params.download_dir:q} 2> {log}"

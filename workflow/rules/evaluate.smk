@@ -1,0 +1,66 @@
+rule train_classifier:
+    input:
+        data=f"{DATA}/fashion_mnist.npz",
+    output:
+        model=f"{RES}/classifier/classifier.pt",
+        metrics=f"{RES}/classifier/metrics.json",
+    params:
+        cfg=lambda w: spec_json(PLAN.scale_cfg["classifier"]),
+    threads: workflow.cores
+    log:
+        f"{RES}/logs/train_classifier.log",
+    benchmark:
+        f"{RES}/benchmarks/train_classifier.tsv"
+    shell:
+        "python -m diffrepro.stages.train_classifier --cfg {params.cfg:q} --data {input.data} "
+        "--out {output.model} --metrics {output.metrics} --threads {threads} 2> {log}"
+
+
+rule reference_features:
+    input:
+        data=f"{DATA}/fashion_mnist.npz",
+        classifier=f"{RES}/classifier/classifier.pt",
+    output:
+        f"{RES}/reference/fashion_mnist_test.npz",
+    threads: workflow.cores
+    log:
+        f"{RES}/logs/reference_features.log",
+    shell:
+        "python -m diffrepro.stages.reference --data {input.data} --classifier {input.classifier} "
+        "--resolution {PLAN.scale_cfg[resolution]} --out {output} --threads {threads} 2> {log}"
+
+
+rule real_data_floor:
+    input:
+        data=f"{DATA}/fashion_mnist.npz",
+        classifier=f"{RES}/classifier/classifier.pt",
+        reference=f"{RES}/reference/fashion_mnist_test.npz",
+    output:
+        f"{RES}/metrics/real_data/seed{{seed}}.csv",
+    params:
+        fid=lambda w: spec_json(PLAN.scale_cfg["fid"]),
+        n=PLAN.scale_cfg["sampling"]["n_samples"],
+    threads: workflow.cores
+    log:
+        f"{RES}/logs/real_data_floor/seed{{seed}}.log",
+    shell:
+        "python -m diffrepro.stages.evaluate --real-data {input.data} --n {params.n} --seed {wildcards.seed} "
+        "--resolution {PLAN.scale_cfg[resolution]} --classifier {input.classifier} "
+        "--reference {input.reference} --fid {params.fid:q} --out {output} --threads {threads} 2> {log}"
+
+
+rule evaluate:
+    input:
+        samples=f"{RES}/samples/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.npz",
+        classifier=f"{RES}/classifier/classifier.pt",
+        reference=f"{RES}/reference/fashion_mnist_test.npz",
+    output:
+        f"{RES}/metrics/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.csv",
+    params:
+        fid=lambda w: spec_json(PLAN.scale_cfg["fid"]),
+    threads: workflow.cores
+    log:
+        f"{RES}/logs/evaluate/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.log",
+    shell:
+        "python -m diffrepro.stages.evaluate --samples {input.samples} --classifier {input.classifier} "
+        "--reference {input.reference} --fid {params.fid:q} --out {output} --threads {threads} 2> {log}"

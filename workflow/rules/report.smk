@@ -1,0 +1,29 @@
+rule aggregate_metrics:
+    input:
+        all_metric_files(),
+    output:
+        f"{RES}/metrics.csv",
+    log:
+        f"{RES}/logs/aggregate_metrics.log",
+    shell:
+        "python -m diffrepro.stages.aggregate --out {output} {input} 2> {log}"
+
+
+rule report:
+    input:
+        metrics=f"{RES}/metrics.csv",
+        classifier=f"{RES}/classifier/metrics.json",
+    output:
+        readme=f"{REPORT}/README.md",
+        table=report(f"{REPORT}/metrics_table.csv", category="Tables", caption="../report/metrics_table.rst",
+                     labels={"table": "FID/KID per sampler and step count"}),
+        plot=report(f"{REPORT}/fid_vs_steps.png", category="Figures", caption="../report/fid_vs_steps.rst",
+                    labels={"figure": "FID vs sampling steps"}),
+    params:
+        replications=config["replications"],
+        scale=SCALE,
+    log:
+        f"{RES}/logs/report.log",
+    shell:
+        "python -m diffrepro.stages.report --metrics {input.metrics} --classifier {input.classifier} "
+        "--replications {params.replications} --scale {params.scale} --out-dir $(dirname {output.readme}) 2> {log}"

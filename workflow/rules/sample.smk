@@ -1,0 +1,15 @@
+rule sample:
+    input:
+        model=f"{RES}/models/{{paper}}/{{experiment}}/{{scaling}}/model.pt",
+    output:
+        f"{RES}/samples/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.npz",
+    params:
+        spec=sample_spec,
+    threads: workflow.cores
+    log:
+        f"{RES}/logs/sample/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.log",
+    benchmark:
+        f"{RES}/benchmarks/sample/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.tsv"
+    shell:
+        "python -m diffrepro.stages.sample --spec {params.spec:q} --model {input.model} "
+        "--out {output} --threads {threads} 2> {log}"

@@ -1,0 +1,20 @@
+rule train:
+    input:
+        data=f"{DATA}/fashion_mnist.npz",
+    output:
+        model=f"{RES}/models/{{paper}}/{{experiment}}/{{scaling}}/model.pt",
+        losses=f"{RES}/models/{{paper}}/{{experiment}}/{{scaling}}/loss.csv",
+    params:
+        spec=training_spec,
+        checkpoint=lambda w: f"{RES}/checkpoints/{w.paper}/{w.experiment}/{w.scaling}.ckpt",
+    threads: workflow.cores
+    resources:
+        gpu=0,
+    log:
+        f"{RES}/logs/train/{{paper}}/{{experiment}}/{{scaling}}.log",
+    benchmark:
+        f"{RES}/benchmarks/train/{{paper}}/{{experiment}}/{{scaling}}.tsv"
+    shell:
+        "python -m diffrepro.stages.train --spec {params.spec:q} --data {input.data} "
+        "--out {output.model} --losses {output.losses} --checkpoint {params.checkpoint} "
+        "--threads {threads} 2> {log}"
