@@ -1,5 +1,7 @@
 # diffrepro: one DAG trains, samples and scores every configuration of the covered papers.
 # Kept thin and cheap to parse (no torch import): every cluster job re-reads it.
+import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -16,6 +18,10 @@ try:
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
 
+# Rules run `python -m diffrepro.stages.*`; make the package importable even without `pip install -e .`
+# (e.g. inside a --use-conda environment).
+shell.prefix(f"export PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'workflow'))}:$PYTHONPATH; ")
+
 SCALE = config["scale"]
 DATA = f"{config['results']}/data"
 RES = f"{config['results']}/{SCALE}"
@@ -31,7 +37,6 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"

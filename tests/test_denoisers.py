@@ -387,3 +387,26 @@ def test_build_denoiser_rejects_bad_configs():
         build_denoiser(Spy(), {"name": "eps"}, EDMSchedule())
     with pytest.raises(ValueError, match="variance"):
         build_denoiser(Spy(), {"name": "eps", "variance": "huge"}, discrete)
+
+
+@pytest.mark.parametrize("cls", [MeanPrediction, DiscreteVP])
+def test_learned_log_variance_head_is_the_last_c_channels(cls, gen):
+    # DDPM Table 2 "learned diagonal Sigma": the net outputs [mean-side output, log sigma_t^2]
+    ab = linear_alpha_bars(T=30)
+    i = torch.tensor([0, 4, 29])
+    x0 = torch.rand(3, 2, generator=gen, dtype=F64) * 2 - 1
+    sigma, x = chain_input(ab, i, x0, torch.randn(3, 2, generator=gen, dtype=F64))
+    log_var = torch.randn(3, 2, generator=gen, dtype=F64)
+
+    def first_half(x0, x_vp, level):
+        if cls is MeanPrediction:
+            return hand_posterior(ab, level, x0, x_vp)[0]
+        abar = column(ab[level], x_vp)
+        return (x_vp - abar.sqrt() * x0) / (1 - abar).sqrt()  # the exact eps
+
+    d = cls(knows_x0(ab, x0, lambda *a: torch.cat([first_half(*a), log_var], 1)), ab, variance="learned")
+    kernel = d.reverse(x / column((1 + sigma**2).sqrt(), x), sigma)
+    torch.testing.assert_close(kernel.log_var, log_var)
+    torch.testing.assert_close(kernel.x0_hat, x0)
+    with pytest.raises(ValueError, match="variance"):
+        cls(Spy(), ab, variance="fixed")

@@ -3,6 +3,7 @@
 Imported by the Snakefile at parse time, so it must stay cheap: no torch, no numpy.
 """
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -115,12 +116,12 @@ class Plan:
     def training_spec(self, paper: str, experiment: str, scaling: str) -> dict:
         """Everything that determines a trained network (its hash keys its results)."""
         exp, sc = self.experiment(paper, experiment), self.scale_cfg
-        return {
+        return copy.deepcopy({
             "paper": paper, "experiment": experiment, "input_scaling": scaling,
             "resolution": sc["resolution"], "train_limit": sc["train_limit"],
             "schedule": exp["schedule"], "parameterisation": exp["parameterisation"], "loss": exp["loss"],
             "unet": {**sc["unet"], **exp.get("network", {})}, "train": sc["train"],
-        }
+        })
 
     def sampler(self, paper: str, experiment: str, label: str) -> dict:
         for sampler in self.experiment(paper, experiment)["samplers"]:
@@ -137,6 +138,20 @@ class Plan:
             "seed": int(seed), "n_samples": self.scale_cfg["sampling"]["n_samples"],
             "batch_size": self.scale_cfg["sampling"]["batch_size"],
         }
+
+    def training_spec_json(self, w) -> str:
+        """Snakemake params: the spec as JSON, so a changed configuration reruns the job."""
+        return json.dumps(self.training_spec(w.paper, w.experiment, w.scaling), sort_keys=True)
+
+    def sample_spec_json(self, w) -> str:
+        spec = self.sample_spec(w.paper, w.experiment, w.scaling, w.sampler, w.steps, w.seed)
+        return json.dumps(spec, sort_keys=True)
+
+    def metric_files(self, results: str) -> list:
+        """Every per-sample-set metrics file of this scale, plus the real-data floor per seed."""
+        runs = [f"{results}/metrics/{r['paper']}/{r['experiment']}/{r['scaling']}/{r['sampler']}/{r['steps']}/"
+                f"seed{r['seed']}.csv" for r in self.sample_runs()]
+        return runs + [f"{results}/metrics/real_data/seed{s}.csv" for s in self.scale_cfg["sampling"]["seeds"]]
 
     def trainings(self):
         for paper, rep in self.replications.items():

@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import os
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +126,7 @@ def load_split(npz_path, split: str, resolution: int = 32, limit: int | None = N
     try:
         with np.load(npz_path) as f:
             images, labels = f[f"{split}_images"], f[f"{split}_labels"]
-    except (OSError, KeyError, ValueError) as err:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(f"{npz_path} is unreadable ({err}); delete it and rerun the workflow to rebuild it") from None
     if limit is not None:
         images, labels = images[:limit], labels[:limit]

@@ -11,9 +11,9 @@ Time input given to VP networks:
   papers' t = i + 1;
 - continuous schedules (the course's cosine, Chen 2023): t = schedule.t_from_sigma(sigma).
 
-Networks with a variance head (Sohl-Dickstein, iDDPM learned variance) output 2C channels
-along dim 1: the first C are the mean-side output (z_mu or eps), the last C the variance-side
-output (z_var or v).
+Networks with a variance head (Sohl-Dickstein, iDDPM learned variance, variance="learned")
+output 2C channels along dim 1: the first C are the mean-side output (z_mu, eps, x0, v or mu),
+the last C the variance-side output (z_var, iDDPM's v, or log sigma_t^2).
 
 Discrete-chain wrappers also expose `reverse(x_vp, sigma) -> ReverseKernel(x0_hat, mean,
 log_var)`, the Gaussian p(x_{t-1} | x_t) in the VP frame, which the variational bound needs.
@@ -28,7 +28,10 @@ from .noise import sigma_from_alpha_bar, vp_scale
 from .schedules import betas_from_alpha_bar
 
 PREDICTIONS = ("eps", "x0", "v")
-FIXED_VARIANCES = ("large", "small")  # sigma_t^2 = beta_t or beta_tilde_t, as samplers.ddpm_ancestral
+# reverse-kernel variances: beta_t ("large"), beta_tilde_t ("small") as in samplers.ddpm_ancestral,
+# or DDPM Table 2's "learned diagonal": the last C output channels are log sigma_t^2
+VARIANCES = ("large", "small", "learned")
+C_NOISE_KINDS = ("log", "sigma")
 PARAMETERISATIONS = ("eps", "x0", "v", "edm", "tfree", "sohl_dickstein", "mu", "eps_learned_variance")
 
 
@@ -80,7 +83,7 @@ def nearest_level(sigma, level_sigmas):
 class ContinuousVP(nn.Module):
     """net(x_vp, t) predicting eps | x0 | v, with t = t_from_sigma(sigma) (the schedule's inverse).
 
-    normalise=True divides the network input by its own per-example std (Chen 2023 §4).
+    normalise=True divides the network input by its own per-example std (Chen 2023, REFERENCE §4).
     """
 
     def __init__(self, net, t_from_sigma, prediction="eps", normalise=False):
@@ -130,7 +133,7 @@ def edm_c_noise(sigma, kind):
         return sigma.log() / 4
     if kind == "sigma":
         return sigma
-    raise ValueError(f"unknown c_noise {kind!r}; allowed: ('log', 'sigma')")
+    raise ValueError(f"unknown c_noise {kind!r}; allowed: {C_NOISE_KINDS}")
 
 
 class EDMPrecond(nn.Module):
@@ -138,7 +141,8 @@ class EDMPrecond(nn.Module):
 
     def __init__(self, net, sigma_data=0.5, c_noise="log"):
         super().__init__()
-        edm_c_noise(torch.ones(1), c_noise)  # fail at construction on an unknown kind
+        if c_noise not in C_NOISE_KINDS:
+            raise ValueError(f"unknown c_noise {c_noise!r}; allowed: {C_NOISE_KINDS}")
         self.net, self.sigma_data, self.c_noise = net, sigma_data, c_noise
 
     def forward(self, x, sigma):
@@ -155,8 +159,8 @@ class InputScaled(nn.Module):
     one (x0 in [-1, 1], like every other model), so samplers, clipping and metrics never see b:
         D(x, sigma) = D_b(b x, b sigma) / b,   i.e. sigma = sigma_b / b.
     Consequently a caller drawing training or sampling sigmas from the inner schedule must
-    divide them by b: in the unit space the schedule's log SNR is shifted by +2 ln b (Chen §3).
-    The eps-MSE is unchanged by this change of frame (tests/test_denoisers.py checks it).
+    divide them by b: in the unit space the schedule's log SNR is shifted by +2 ln b (Chen 2023,
+    REFERENCE §4). The eps-MSE is unchanged by this change of frame (tests/test_losses.py).
     """
 
     def __init__(self, inner, input_scale):
@@ -231,7 +235,13 @@ class DiscreteChain(nn.Module):
             return self._at("betas", i, like).log().expand_as(like)
         if kind == "small":
             return self._at("log_var_tilde", i, like).expand_as(like)
-        raise ValueError(f"unknown variance {kind!r}; allowed: {FIXED_VARIANCES}")
+        raise ValueError(f"unknown fixed variance {kind!r}; allowed: ('large', 'small')")
+
+    def split_variance(self, out, kind, i, x_vp):
+        """(mean-side output, log_var): fixed, or the last C channels as log variance ("learned")."""
+        if kind == "learned":
+            return out.chunk(2, dim=1)
+        return out, self.fixed_log_var(kind, i, x_vp)
 
     def _run_net(self, x_vp, i):
         return self.net(x_vp, i.to(x_vp.dtype))
@@ -244,28 +254,33 @@ class DiscreteChain(nn.Module):
         return self.reverse(x * per_example(vp_scale(sigma), x), sigma).x0_hat
 
 
+def _check_variance(variance):
+    if variance not in VARIANCES:
+        raise ValueError(f"unknown variance {variance!r}; allowed: {VARIANCES}")
+
+
 class DiscreteVP(DiscreteChain):
     """DDPM/DDIM-style net(x_vp, i) predicting eps | x0 | v at the nearest discrete level i.
 
     x0_hat uses the sigma given (off-grid sigmas, e.g. from the EDM sampler, only round the
-    time input, as EDM Table 1 does for VP). The reverse kernel has fixed variance beta_t
-    (variance="large") or beta_tilde_t ("small").
+    time input, as EDM Table 1 does for VP). The reverse kernel's variance is beta_t
+    (variance="large"), beta_tilde_t ("small") or a learned log variance ("learned", 2C outputs).
     """
 
     def __init__(self, net, alpha_bars, prediction="eps", variance="large", normalise=False):
         super().__init__(net, alpha_bars)
         if prediction not in PREDICTIONS:
             raise ValueError(f"unknown prediction {prediction!r}; allowed: {PREDICTIONS}")
-        if variance not in FIXED_VARIANCES:
-            raise ValueError(f"unknown variance {variance!r}; allowed: {FIXED_VARIANCES}")
+        _check_variance(variance)
         self.prediction, self.variance, self.normalise = prediction, variance, normalise
 
     def reverse(self, x_vp, sigma):
         i = self.level(sigma)
         out = self._run_net(normalise_per_example(x_vp) if self.normalise else x_vp, i)
+        out, log_var = self.split_variance(out, self.variance, i, x_vp)
         x0_hat = x0_from_vp_prediction(self.prediction, out, x_vp, sigma)
         mean, _ = self.posterior(x0_hat, x_vp, i)
-        return ReverseKernel(x0_hat, mean, self.fixed_log_var(self.variance, i, x_vp))
+        return ReverseKernel(x0_hat, mean, log_var)
 
 
 class EpsLearnedVariance(DiscreteChain):
@@ -285,7 +300,8 @@ class EpsLearnedVariance(DiscreteChain):
 
 
 class MeanPrediction(DiscreteChain):
-    """DDPM's mu parameterisation (Table 2 ablation): net(x_vp, i) outputs mu_tilde directly.
+    """DDPM's mu parameterisation (Table 2 ablation): net(x_vp, i) outputs mu_tilde directly
+    (and, with variance="learned", log sigma_t^2 in C more channels).
 
     x0_hat inverts the posterior-mean relation, x0 = (mu - coef_xt x_t) / coef_x0; coef_x0
     is ~1e-4 at high noise in DDPM's schedule, so x0_hat there amplifies the net's errors.
@@ -293,14 +309,13 @@ class MeanPrediction(DiscreteChain):
 
     def __init__(self, net, alpha_bars, variance="large"):
         super().__init__(net, alpha_bars)
-        if variance not in FIXED_VARIANCES:
-            raise ValueError(f"unknown variance {variance!r}; allowed: {FIXED_VARIANCES}")
+        _check_variance(variance)
         self.variance = variance
 
     def reverse(self, x_vp, sigma):
         i = self.level(sigma)
-        mean = self._run_net(x_vp, i)
-        return ReverseKernel(self.x0_from_mean(mean, x_vp, i), mean, self.fixed_log_var(self.variance, i, x_vp))
+        mean, log_var = self.split_variance(self._run_net(x_vp, i), self.variance, i, x_vp)
+        return ReverseKernel(self.x0_from_mean(mean, x_vp, i), mean, log_var)
 
 
 def sohl_dickstein_mean_log_var(x_vp, z_mu, z_var, beta, num_steps):

@@ -36,10 +36,12 @@ def noised(x0, sigma, noise):
 
 
 def eps_weight(sigma):
+    # ||eps - eps_hat||^2 = ||D - x0||^2 / sigma^2 (derived in the module docstring)
     return sigma**-2
 
 
 def v_weight(sigma):
+    # ||v - v_hat||^2 = (1 + sigma^2) / sigma^2 ||D - x0||^2 (derived in the module docstring)
     return (1 + sigma**2) / sigma**2
 
 
@@ -145,11 +147,15 @@ def bound_terms(chain, kernel, x0, x_vp, i, decoder="discretised"):
     return torch.where(i == 0, nll, kl)
 
 
+def _x_vp_at_level(chain, x0, i, noise):
+    sigma_i = chain.level_sigmas[i].to(x0.dtype)
+    return sigma_i, noised(x0, sigma_i, noise) * per_example(vp_scale(sigma_i), x0)
+
+
 def _level_and_x_vp(chain, x0, sigma, noise):
     """sigma selects the nearest level i; the bound is evaluated exactly at that level."""
     i = chain.level(as_batch_sigma(sigma, x0))
-    sigma_i = chain.level_sigmas[i].to(x0.dtype)
-    return i, sigma_i, noised(x0, sigma_i, noise) * per_example(vp_scale(sigma_i), x0)
+    return (i, *_x_vp_at_level(chain, x0, i, noise))
 
 
 def _one_level_bound_bits(chain, kernel, x0, x_vp, i, decoder):
@@ -195,13 +201,14 @@ def bits_per_dim_bound(model, x0, *, num_timesteps=None, generator=None, decoder
     if num_timesteps is None or num_timesteps >= T - 1:
         kl_levels, weight = range(1, T), 1.0
     else:
-        kl_levels = (1 + torch.randperm(T - 1, generator=generator)[:num_timesteps]).tolist()
+        device = generator.device if generator is not None else "cpu"
+        kl_levels = (1 + torch.randperm(T - 1, generator=generator, device=device)[:num_timesteps]).tolist()
         weight = (T - 1) / num_timesteps
 
     def term(level):
         i = torch.full((x0.shape[0],), level, dtype=torch.long, device=x0.device)
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
-        _, sigma_i, x_vp = _level_and_x_vp(chain, x0, chain.level_sigmas[i], noise)
+        sigma_i, x_vp = _x_vp_at_level(chain, x0, i, noise)
         return bound_terms(chain, chain.reverse(x_vp, sigma_i), x0, x_vp, i, decoder)
 
     nats = prior_kl(chain, x0) + term(0) + weight * sum(term(level) for level in kl_levels)

@@ -4,6 +4,8 @@ rule fashion_mnist:
     params:
         data_root=config.get("data_root") or "",
         download_dir=f"{DATA}/downloads" if config.get("download", True) else "",
+    conda:
+        "../../envs/environment.yaml"
     log:
         f"{DATA}/logs/fashion_mnist.log",
     shell:

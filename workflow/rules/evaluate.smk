@@ -5,8 +5,10 @@ rule train_classifier:
         model=f"{RES}/classifier/classifier.pt",
         metrics=f"{RES}/classifier/metrics.json",
     params:
-        cfg=lambda w: spec_json(PLAN.scale_cfg["classifier"]),
+        cfg=json.dumps(PLAN.scale_cfg["classifier"], sort_keys=True),
     threads: workflow.cores
+    conda:
+        "../../envs/environment.yaml"
     log:
         f"{RES}/logs/train_classifier.log",
     benchmark:
@@ -22,12 +24,16 @@ rule reference_features:
         classifier=f"{RES}/classifier/classifier.pt",
     output:
         f"{RES}/reference/fashion_mnist_test.npz",
+    params:
+        resolution=PLAN.scale_cfg["resolution"],
     threads: workflow.cores
+    conda:
+        "../../envs/environment.yaml"
     log:
         f"{RES}/logs/reference_features.log",
     shell:
         "python -m diffrepro.stages.reference --data {input.data} --classifier {input.classifier} "
-        "--resolution {PLAN.scale_cfg[resolution]} --out {output} --threads {threads} 2> {log}"
+        "--resolution {params.resolution} --out {output} --threads {threads} 2> {log}"
 
 
 rule real_data_floor:
@@ -38,14 +44,17 @@ rule real_data_floor:
     output:
         f"{RES}/metrics/real_data/seed{{seed}}.csv",
     params:
-        fid=lambda w: spec_json(PLAN.scale_cfg["fid"]),
+        fid=json.dumps(PLAN.scale_cfg["fid"], sort_keys=True),
+        resolution=PLAN.scale_cfg["resolution"],
         n=PLAN.scale_cfg["sampling"]["n_samples"],
     threads: workflow.cores
+    conda:
+        "../../envs/environment.yaml"
     log:
         f"{RES}/logs/real_data_floor/seed{{seed}}.log",
     shell:
         "python -m diffrepro.stages.evaluate --real-data {input.data} --n {params.n} --seed {wildcards.seed} "
-        "--resolution {PLAN.scale_cfg[resolution]} --classifier {input.classifier} "
+        "--resolution {params.resolution} --classifier {input.classifier} "
         "--reference {input.reference} --fid {params.fid:q} --out {output} --threads {threads} 2> {log}"
 
 
@@ -57,8 +66,11 @@ rule evaluate:
     output:
         f"{RES}/metrics/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.csv",
     params:
-        fid=lambda w: spec_json(PLAN.scale_cfg["fid"]),
+        fid=json.dumps(PLAN.scale_cfg["fid"], sort_keys=True),
+        resolution=PLAN.scale_cfg["resolution"],
     threads: workflow.cores
+    conda:
+        "../../envs/environment.yaml"
     log:
         f"{RES}/logs/evaluate/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.log",
     shell:

@@ -1,8 +1,10 @@
 rule aggregate_metrics:
     input:
-        all_metric_files(),
+        PLAN.metric_files(RES),
     output:
         f"{RES}/metrics.csv",
+    conda:
+        "../../envs/environment.yaml"
     log:
         f"{RES}/logs/aggregate_metrics.log",
     shell:
@@ -22,6 +24,8 @@ rule report:
     params:
         replications=config["replications"],
         scale=SCALE,
+    conda:
+        "../../envs/environment.yaml"
     log:
         f"{RES}/logs/report.log",
     shell:

@@ -4,8 +4,10 @@ rule sample:
     output:
         f"{RES}/samples/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.npz",
     params:
-        spec=sample_spec,
+        spec=PLAN.sample_spec_json,
     threads: workflow.cores
+    conda:
+        "../../envs/environment.yaml"
     log:
         f"{RES}/logs/sample/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.log",
     benchmark:

@@ -5,11 +5,13 @@ rule train:
         model=f"{RES}/models/{{paper}}/{{experiment}}/{{scaling}}/model.pt",
         losses=f"{RES}/models/{{paper}}/{{experiment}}/{{scaling}}/loss.csv",
     params:
-        spec=training_spec,
+        spec=PLAN.training_spec_json,
         checkpoint=lambda w: f"{RES}/checkpoints/{w.paper}/{w.experiment}/{w.scaling}.ckpt",
     threads: workflow.cores
     resources:
         gpu=0,
+    conda:
+        "../../envs/environment.yaml"
     log:
         f"{RES}/logs/train/{{paper}}/{{experiment}}/{{scaling}}.log",
     benchmark:

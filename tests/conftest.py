@@ -1,0 +1,36 @@
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FMNIST_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
+
+
+def copy_project(dest: Path) -> Path:
+    """A copy of the tracked project files (no results, no venv), as a fresh clone would have."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        src = ROOT / f
+        if src.is_file():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / f)
+    return dest
+
+
+@pytest.fixture
+def project(tmp_path):
+    return copy_project(tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def fmnist_npz(tmp_path_factory):
+    if not (FMNIST_DEBIAN / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+    from diffrepro.data import prepare
+
+    path = tmp_path_factory.mktemp("data") / "fashion_mnist.npz"
+    prepare(path)
+    return path

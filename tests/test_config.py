@@ -1,0 +1,168 @@
+"""Bad configuration is rejected before any job runs, with one line naming file, key and allowed values."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from diffrepro.config import ConfigError, Plan, load_config, load_replications
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = yaml.safe_load((ROOT / "workflow" / "config.yaml").read_text())
+DDPM = yaml.safe_load((ROOT / "replications" / "ddpm_2020.yaml").read_text())
+
+
+def _set(doc, path, value):
+    *parents, last = path
+    for key in parents:
+        doc = doc[key]
+    if value is _DELETE:
+        del doc[last]
+    else:
+        doc[last] = value
+
+
+_DELETE = object()
+
+BAD_CONFIGS = [
+    (["scale"], "huge", "scale", "smoke, quick, paper"),
+    (["scales", "smoke", "train", "steps"], -5, "scales.smoke.train.steps", "minimum"),
+    (["scales", "quick", "train", "steps"], 0, "scales.quick.train.steps", "minimum"),
+    (["scales", "smoke", "train", "stepz"], 10, "scales.smoke.train", "stepz"),
+    (["scales", "smoke", "train", "lr"], "fast", "scales.smoke.train.lr", "number"),
+    (["scales", "smoke", "sampling", "seeds"], [], "scales.smoke.sampling.seeds", "non-empty"),
+    (["scales", "smoke", "resolution"], 30, "scales.smoke.resolution", "16, 32, 64"),
+    (["scales", "smoke", "unet", "channels"], [16, -1], "scales.smoke.unet.channels.1", "minimum"),
+    (["scales", "smoke", "fid", "kid_subset_size"], 1, "scales.smoke.fid.kid_subset_size", "minimum"),
+    (["scales", "huge"], {}, "scales", "huge"),
+    (["scales", "paper"], _DELETE, "scales", "paper"),
+    (["data_root"], "/does/not/exist", "data_root", "does not exist"),
+    (["inception_weights"], "/no/such/weights.pth", "inception_weights", "does not exist"),
+]
+
+
+@pytest.mark.parametrize("path,value,key,hint", BAD_CONFIGS, ids=[".".join(c[0]) + "=" + repr(c[1])[:12] for c in BAD_CONFIGS])
+def test_bad_config_names_key(path, value, key, hint):
+    cfg = copy.deepcopy(CONFIG)
+    _set(cfg, path, value)
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg, "workflow/config.yaml")
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith("workflow/config.yaml: ") and key in msg and hint in msg, msg
+
+
+BAD_REPLICATIONS = [
+    (["experiments", "eps_simple", "samplers", 0, "name"], "ddpm_anscestral", "samplers.0.name", "ddpm_ancestral, ddim"),
+    (["experiments", "eps_simple", "samplers", 1, "options", "eta"], 1.5, "options.eta", "maximum"),
+    (["experiments", "eps_simple", "samplers", 1, "options", "eta"], -0.1, "options.eta", "minimum"),
+    (["experiments", "eps_simple", "samplers", 1, "steps", "quick"], [0], "steps", "minimum"),
+    (["experiments", "eps_simple", "samplers", 1, "steps", "quick"], [-10], "steps", "minimum"),
+    (["experiments", "eps_simple", "samplers"], [], "samplers", "non-empty"),
+    (["experiments", "eps_simple", "schedule", "name"], "linear_beat", "schedule.name", "linear_beta"),
+    (["experiments", "eps_simple", "parameterisation", "name"], "epsilon", "parameterisation.name", "eps, x0, v"),
+    (["experiments", "eps_simple", "loss", "name"], "l2", "loss.name", "simple"),
+    (["experiments", "eps_simple", "input_scalings"], ["minus_one_one"], "input_scalings.0", "unit, centered"),
+    (["experiments", "eps_simple", "samplerz"], [], "experiments.eps_simple", "samplerz"),
+    (["experiments", "eps_simple", "samplers", 1, "options", "etta"], 0.0, "options", "etta"),
+    (["paper"], "DDPM 2020", "paper", "match"),
+    (["reference", 0, "experiment"], "no_such_experiment", "reference", "no_such_experiment"),
+]
+
+
+def _write_replication(tmp_path, doc, name="ddpm_2020"):
+    d = tmp_path / "replications"
+    d.mkdir(exist_ok=True)
+    (d / f"{name}.yaml").write_text(yaml.safe_dump(doc))
+    return d
+
+
+@pytest.mark.parametrize("path,value,key,hint", BAD_REPLICATIONS, ids=[".".join(map(str, c[0][-2:])) for c in BAD_REPLICATIONS])
+def test_bad_replication_names_file_and_key(tmp_path, path, value, key, hint):
+    doc = copy.deepcopy(DDPM)
+    _set(doc, path, value)
+    d = _write_replication(tmp_path, doc)
+    with pytest.raises(ConfigError) as err:
+        load_replications(d)
+    msg = str(err.value)
+    assert "\n" not in msg and "ddpm_2020.yaml" in msg and key in msg and hint in msg, msg
+
+
+def test_duplicate_sampler_labels_rejected(tmp_path):
+    doc = copy.deepcopy(DDPM)
+    samplers = doc["experiments"]["eps_simple"]["samplers"]
+    samplers.append(copy.deepcopy(samplers[0]))
+    with pytest.raises(ConfigError, match="duplicate label.*ddpm_large"):
+        load_replications(_write_replication(tmp_path, doc))
+
+
+def test_file_name_must_match_paper(tmp_path):
+    with pytest.raises(ConfigError, match="must equal the file name"):
+        load_replications(_write_replication(tmp_path, DDPM, name="ddpm"))
+
+
+def test_yaml_syntax_error(tmp_path):
+    d = tmp_path / "replications"
+    d.mkdir()
+    (d / "broken.yaml").write_text("paper: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
+        load_replications(d)
+
+
+def test_missing_replications_folder(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_replications(tmp_path / "nope")
+
+
+def test_shipped_files_are_valid_and_plan_expands():
+    plan = Plan(load_config(copy.deepcopy(CONFIG)), load_replications(ROOT / "replications"))
+    runs = list(plan.sample_runs())
+    assert {r["sampler"] for r in runs} >= {"ddpm_large", "ddim_eta0"}
+    smoke = Plan(load_config({**copy.deepcopy(CONFIG), "scale": "smoke"}), plan.replications)
+    assert len(list(smoke.sample_runs())) >= 3
+    # a changed training setting changes the spec (and so its hash and the Snakemake params)
+    a = plan.training_spec("ddpm_2020", "eps_simple", "symmetric")
+    plan.scale_cfg["train"]["lr"] *= 2
+    assert plan.training_spec("ddpm_2020", "eps_simple", "symmetric") != a
+
+
+def test_schema_sampler_names_match_library():
+    from diffrepro.denoisers import PARAMETERISATIONS
+    from diffrepro.losses import LOSSES
+    from diffrepro.samplers import SAMPLERS
+    from diffrepro.schedules import SCHEDULES
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "replication.schema.yaml").read_text())
+    d = schema["$defs"]
+    assert set(d["sampler"]["properties"]["name"]["enum"]) == set(SAMPLERS)
+    assert set(d["experiment"]["properties"]["schedule"]["properties"]["name"]["enum"]) == set(SCHEDULES)
+    assert set(d["experiment"]["properties"]["parameterisation"]["properties"]["name"]["enum"]) == set(PARAMETERISATIONS)
+    assert set(d["experiment"]["properties"]["loss"]["properties"]["name"]["enum"]) <= set(LOSSES)
+
+
+def _snakemake(cwd, *args):
+    return subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_snakemake_rejects_bad_config_before_any_job(project):
+    r = _snakemake(project, "--config", "scale=huge")
+    assert r.returncode != 0
+    assert "scale: 'huge' is not allowed (allowed: smoke, quick, paper)" in r.stderr + r.stdout
+    assert not (project / "results").exists()
+
+    bad = copy.deepcopy(CONFIG)
+    bad["scales"]["smoke"]["train"]["steps"] = -5
+    (project / "bad.yaml").write_text(yaml.safe_dump(bad))
+    r = _snakemake(project, "--configfile", "bad.yaml")
+    assert r.returncode != 0 and "scales.smoke.train.steps" in r.stderr + r.stdout
+
+
+def test_snakemake_dry_run_quick_builds_dag(project):
+    r = _snakemake(project)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for rule in ("train", "sample", "evaluate", "real_data_floor", "aggregate_metrics", "report"):
+        assert rule in r.stdout
