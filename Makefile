@@ -8,6 +8,8 @@ CORES  ?= all
 SCALE  ?=
 SNAKEMAKE_ARGS ?=
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+# rules call `python`: make it the venv's
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: run test smoke report lint bench data clean-venv
 

@@ -1,10 +1,15 @@
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Workflow rules call `python`; in tests that must be the interpreter running the tests.
+os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
 FMNIST_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 
 

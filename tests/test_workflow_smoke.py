@@ -1,0 +1,67 @@
+"""End to end: the smoke DAG runs in a fresh copy of the project and yields honest metrics."""
+
+import math
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from conftest import FMNIST_DEBIAN
+from diffrepro.metrics_table import COLUMNS
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    if not (FMNIST_DEBIAN / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+    from conftest import copy_project
+
+    project = copy_project(tmp_path_factory.mktemp("smoke") / "project")
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--config", "scale=smoke", "download=false"]
+    run = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0, run.stderr[-4000:]
+    return project
+
+
+def test_metrics_have_both_libraries_for_every_sample_set(smoke_run):
+    metrics = pd.read_csv(smoke_run / "results" / "smoke" / "metrics.csv")
+    assert list(metrics.columns) == COLUMNS
+    assert metrics["value"].map(math.isfinite).all()
+    models = metrics[metrics["paper"] != "real_data"]
+    runs = models.groupby(["paper", "experiment", "input_scaling", "sampler", "steps", "seed"])
+    assert runs.ngroups >= 3
+    for key, rows in runs:
+        got = set(zip(rows["library"], rows["metric"]))
+        assert got >= {("torch-fidelity", "fid"), ("clean-fid", "fid"), ("torch-fidelity", "kid"),
+                       ("clean-fid", "kid")}, key
+
+
+def test_real_data_floor_is_far_below_models(smoke_run):
+    metrics = pd.read_csv(smoke_run / "results" / "smoke" / "metrics.csv")
+    fid = metrics[metrics["metric"] == "fid"]
+    floor = fid[fid["paper"] == "real_data"]
+    assert set(floor["library"]) == {"torch-fidelity", "clean-fid"}
+    assert floor["value"].max() < 0.5 * fid[fid["paper"] != "real_data"]["value"].min()
+    # both libraries compute FID on the same features: they must agree closely
+    pair = floor.set_index("library")["value"]
+    assert pair["torch-fidelity"] == pytest.approx(pair["clean-fid"], rel=0.02)
+
+
+def test_report_and_html_report(smoke_run):
+    report = smoke_run / "reports" / "smoke"
+    readme = (report / "README.md").read_text()
+    assert "torch-fidelity" in readme and "clean-fid" in readme and "test accuracy" in readme
+    assert (report / "fid_vs_steps.png").stat().st_size > 10_000
+    html = smoke_run / "report.html"
+    r = subprocess.run([sys.executable, "-m", "snakemake", "--config", "scale=smoke", "--report", str(html)],
+                       cwd=smoke_run, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert html.stat().st_size > 50_000
+
+
+def test_rerun_has_nothing_to_do(smoke_run):
+    r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--config", "scale=smoke",
+                        "download=false"], cwd=smoke_run, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "Nothing to be done" in r.stdout + r.stderr
