@@ -1,29 +1,66 @@
 """Atomic file writes and safe checkpoint loading: a killed job never leaves a file that a
-later run would trust."""
+later run would trust, and a damaged file is reported in one line that says what to do."""
 
+import contextlib
 import os
 from pathlib import Path
 
 import torch
+
+REBUILD = "delete it and rerun the workflow to rebuild it"
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint or model file is unreadable; the message says what to delete or rerun."""
 
 
-def atomic_save(obj, path) -> None:
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path`; it becomes `path` only if the block finishes.
+
+    The temporary keeps the suffix (model.part.pt, seed0.part.npz) because some writers
+    dispatch on it. A process killed inside the block leaves at most the temporary, which the
+    next run overwrites; the final name always holds a complete file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path, what="checkpoint"):
+    tmp = path.with_name(f"{path.stem}.part{path.suffix}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        yield tmp
+        with open(tmp, "rb+") as f:  # survive a power cut too, not only a killed process
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_save(obj, path) -> None:
+    """torch.save, all or nothing."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _reason(err: Exception) -> str:
+    text = str(err)
+    if "Weights only load failed" in text:
+        return "it holds objects that safe (weights_only) loading refuses"
+    first = text.strip().splitlines()[0][:100] if text.strip() else ""
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
+def load_checkpoint(path, what="checkpoint", *, required=(), fix=REBUILD) -> dict:
+    """torch.load(weights_only=True) that turns any damage into one CheckpointError line.
+
+    `required`: keys the file must have (a model file is not a training checkpoint);
+    `fix`: what the user should do, appended to the message.
+    """
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
     except Exception as err:  # torch raises many types for a damaged zip/pickle
-        raise CheckpointError(f"{path}: {what} is truncated or corrupt ({type(err).__name__}); "
-                              f"delete it and rerun the workflow to rebuild it") from None
+        raise CheckpointError(f"{path}: {what} is truncated or corrupt ({_reason(err)}); {fix}") from None
+    missing = [k for k in required if not isinstance(obj, dict) or k not in obj]
+    if missing:
+        raise CheckpointError(f"{path}: {what} lacks {', '.join(missing)} (not a {what} file?); {fix}")
+    return obj

@@ -17,8 +17,12 @@ def batch_generator(seed: int, batch_index: int) -> torch.Generator:
 
 
 @torch.no_grad()
-def draw_samples(model_file: dict, sample_spec: dict, progress=True):
-    """(images in [0,1] float32 [N,C,H,W], info dict) for one sampler/steps/seed."""
+def draw_samples(model_file: dict, sample_spec: dict, progress=True, batches=None):
+    """(images in [0,1] float32 [N,C,H,W], info dict) for one sampler/steps/seed.
+
+    `batches`: indices of the batches to draw (default: all). Batch k holds images
+    k*batch_size onwards whoever draws it, so shards concatenated in order equal the full set.
+    """
     training = model_file["spec"]
     net, schedule, denoiser = build_model(training)
     denoiser.load_state_dict(model_file["state_dict"])
@@ -29,8 +33,8 @@ def draw_samples(model_file: dict, sample_spec: dict, progress=True):
     scaling = get_scaling(training["input_scaling"])
     n, bs, res = sample_spec["n_samples"], sample_spec["batch_size"], training["resolution"]
     out, t0 = [], time.perf_counter()
-    for k, start in enumerate(range(0, n, bs)):
-        g = batch_generator(sample_spec["seed"], k)
+    for k in (range(-(-n // bs)) if batches is None else batches):
+        g, start = batch_generator(sample_spec["seed"], k), k * bs
         size = min(bs, n - start)
         x = torch.randn(size, 1, res, res, generator=g) * sigmas[0]
         x0 = SAMPLERS[sampler["name"]](denoiser, x, sigmas, generator=g, progress=progress, **options)

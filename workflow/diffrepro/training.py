@@ -1,9 +1,23 @@
 """The training loop shared by every diffusion experiment: warmup + cosine LR, gradient
-clipping, EMA with a half-life in images, resumable checkpoints, and a loss log."""
+clipping, EMA with a half-life in images, resumable checkpoints, and a loss log.
+
+Resuming: a checkpoint holds the model, optimizer, EMA, data order + cursor, the loss log and
+every RNG state (torch, numpy, python, the training generator), all as tensors and plain
+Python values so `torch.load(weights_only=True)` reads it. A run killed at any point and
+rerun continues from the last checkpoint and ends bit-identical on CPU to an uninterrupted
+run (tests/test_reliability.py proves it on the real stage).
+
+A checkpoint of another configuration (its `describe` differs) is ignored and overwritten; a
+corrupt one stops the run with a line telling the user to delete it. We do not start over
+silently: checkpoints are written atomically, so an unreadable one means something outside the
+workflow went wrong (a full or failing disk, a flaky network filesystem), which the user should
+see; and a transient read error must not throw away hours of paper-scale training.
+"""
 
 import copy
 import math
 import random
+import sys
 import time
 
 import numpy as np
@@ -11,6 +25,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .io import atomic_save, load_checkpoint
+
+CHECKPOINT_KEYS = ("describe", "model", "opt", "ema", "step", "log", "order", "cursor", "rng")
 
 
 class TrainingDiverged(RuntimeError):
@@ -30,16 +46,43 @@ def ema_decay(batch_size: int, halflife_images: float) -> float:
     return 0.5 ** (batch_size / halflife_images) if halflife_images > 0 else 0.0
 
 
-def _rng_state(generator):
+def seed_everything(seed: int) -> None:
+    """Seed torch, numpy and python; call before building the network so its init is reproducible."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def rng_state(generator: torch.Generator) -> dict:
+    """Every RNG state as tensors/ints/floats (numpy arrays would break weights_only loading)."""
+    _, key, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
     return {"generator": generator.get_state(), "torch": torch.get_rng_state(),
-            "numpy": np.random.get_state()[1].copy(), "python": random.getstate()[1]}
+            "numpy": {"key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "gauss": float(gauss)},
+            "python": {"version": version, "state": list(internal), "gauss_next": gauss_next}}
 
 
-def _restore_rng(state, generator):
+def restore_rng(state: dict, generator: torch.Generator) -> None:
     generator.set_state(state["generator"])
     torch.set_rng_state(state["torch"])
-    np.random.set_state(("MT19937", state["numpy"], 624, 0, 0.0))
-    random.setstate((3, tuple(state["python"]), None))
+    n, p = state["numpy"], state["python"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
+
+
+def _resume(checkpoint_path, describe):
+    """The checkpoint to continue from, or None (no file, or one of another configuration)."""
+    if checkpoint_path is None or not checkpoint_path.exists():
+        return None
+    ck = load_checkpoint(checkpoint_path, "training checkpoint", required=CHECKPOINT_KEYS,
+                         fix="delete it to start this training over from step 0")
+    if ck["describe"] != describe:
+        print(f"ignoring {checkpoint_path}: written for {ck['describe']}, now training {describe}",
+              file=sys.stderr)
+        return None
+    print(f"resuming {describe} from step {ck['step']} ({checkpoint_path})", file=sys.stderr)
+    return ck
 
 
 def train(denoiser, schedule, loss_fn, data: torch.Tensor, cfg: dict, *, checkpoint_path=None,
@@ -54,22 +97,19 @@ def train(denoiser, schedule, loss_fn, data: torch.Tensor, cfg: dict, *, checkpo
     every = cfg.get("checkpoint_every", steps)
     decay = ema_decay(batch, cfg.get("ema_halflife_images", 0))
     generator = torch.Generator().manual_seed(cfg["seed"])
-    torch.manual_seed(cfg["seed"])
-    np.random.seed(cfg["seed"])
-    random.seed(cfg["seed"])
+    seed_everything(cfg["seed"])  # dropout and anything else drawing from the global RNGs
 
     opt = torch.optim.Adam(denoiser.parameters(), lr=peak)
     ema = copy.deepcopy(denoiser).requires_grad_(False) if decay > 0 else None
     start, log, order, cursor = 0, [], None, 0
-    if checkpoint_path is not None and checkpoint_path.exists():
-        ck = load_checkpoint(checkpoint_path)
-        if ck.get("describe") == describe:
-            denoiser.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["opt"])
-            if ema is not None:
-                ema.load_state_dict(ck["ema"])
-            start, log, order, cursor = ck["step"], ck["log"], ck["order"], ck["cursor"]
-            _restore_rng(ck["rng"], generator)
+    ck = _resume(checkpoint_path, describe)
+    if ck is not None:
+        denoiser.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        if ema is not None:
+            ema.load_state_dict(ck["ema"])
+        start, log, order, cursor = ck["step"], ck["log"], ck["order"], ck["cursor"]
+        restore_rng(ck["rng"], generator)
 
     n = data.shape[0]
     bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress, desc="train")
@@ -83,8 +123,9 @@ def train(denoiser, schedule, loss_fn, data: torch.Tensor, cfg: dict, *, checkpo
         noise = torch.randn(x0.shape, generator=generator)
         loss = loss_fn(denoiser, x0, sigma, noise)
         if not torch.isfinite(loss):
-            raise TrainingDiverged(f"loss is {loss.item()} at step {step} ({describe}); lower the learning "
-                                   f"rate or check the schedule/parameterisation")
+            raise TrainingDiverged(f"training diverged: loss is {loss.item()} at step {step + 1} of {steps} "
+                                   f"({describe}); lower train.lr (now {peak:g}) or check the "
+                                   f"schedule/parameterisation/loss of this experiment")
         lr = lr_at(step, steps, peak, warmup)
         for group in opt.param_groups:
             group["lr"] = lr
@@ -104,6 +145,6 @@ def train(denoiser, schedule, loss_fn, data: torch.Tensor, cfg: dict, *, checkpo
         if checkpoint_path is not None and (step + 1) % every == 0 and step + 1 < steps:
             atomic_save({"describe": describe, "model": denoiser.state_dict(), "opt": opt.state_dict(),
                          "ema": ema.state_dict() if ema is not None else None, "step": step + 1, "log": log,
-                         "order": order, "cursor": cursor, "rng": _rng_state(generator)}, checkpoint_path)
+                         "order": order, "cursor": cursor, "rng": rng_state(generator)}, checkpoint_path)
     final = ema if ema is not None else denoiser
     return final.state_dict(), log

@@ -24,10 +24,11 @@ rule report:
     params:
         replications=config["replications"],
         scale=SCALE,
+        inception=config.get("inception_weights") or "",
     conda:
         "../../envs/environment.yaml"
     log:
         f"{RES}/logs/report.log",
     shell:
         "python -m diffrepro.stages.report --metrics {input.metrics} --classifier {input.classifier} "
-        "--replications {params.replications} --scale {params.scale} --out-dir $(dirname {output.readme}) 2> {log}"
+        "--replications {params.replications} --scale {params.scale} --inception-weights {params.inception:q} --out-dir $(dirname {output.readme}) 2> {log}"

@@ -79,12 +79,12 @@ class FashionClassifier(nn.Module):
 
 
 def _as_tensor(images_uint8, labels=None):
-    images = torch.as_tensor(np.asarray(images_uint8))
+    images = torch.tensor(np.asarray(images_uint8))  # a copy: the source may be a read-only buffer
     if images.dtype != torch.uint8 or images.dim() != 4:
         raise ValueError(f"classifier images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
     if labels is None:
         return images
-    return images, torch.as_tensor(np.asarray(labels)).long()
+    return images, torch.tensor(np.asarray(labels), dtype=torch.long)
 
 
 def random_shift_and_flip(batch: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..features import INCEPTION, available_extractors
 from ..reporting import (REAL, git_revision, machine, markdown, metric_table, model_rows, plot_fid_vs_steps,
                          reference_rows)
 from . import run_stage
@@ -25,12 +26,16 @@ def main(argv=None):
     p.add_argument("--replications", required=True)
     p.add_argument("--scale", required=True)
     p.add_argument("--out-dir", required=True)
+    p.add_argument("--inception-weights", default="")
     args = p.parse_args(argv)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     metrics = pd.read_csv(args.metrics)
     clf = json.loads(Path(args.classifier).read_text())
+    inception = available_extractors({"inception_weights": args.inception_weights or None})[INCEPTION]
+    inception_note = ("weights found, but the DAG does not compute Inception FID yet" if inception.available
+                      else f"not computed: {inception.reason}")
     table = metric_table(model_rows(metrics))
     table.to_csv(out / "metrics_table.csv", index=False)
     plot_fid_vs_steps(metrics, out / "fid_vs_steps.png")
@@ -50,7 +55,7 @@ Every number below is derived from `results/{args.scale}/metrics.csv`.
 - Data: Fashion-MNIST, 28×28 zero-padded to 32×32; models trained on the 60k training split.
 - FID/KID features: the {clf.get('feature_dim', '?')}-d pre-logit layer of a Fashion-MNIST classifier trained
   by the workflow (test accuracy **{100 * clf['test_accuracy']:.2f}%**), the fast.ai course's method.
-  Inception-v3: {clf.get('inception', 'not evaluated')}.
+  Inception-v3 FID: {inception_note}.
 - Reference set: the 10k Fashion-MNIST test split. Samples per set: {int(metrics['n_samples'].max())}.
 - Each FID and KID is computed twice on the same features: by torch-fidelity and by clean-fid.
 - Real-data floor: the same number of *training* images scored against the test split; no model can

@@ -2,14 +2,12 @@
 
 import argparse
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..config import config_hash
-from ..io import load_checkpoint
+from ..io import atomic_path, load_checkpoint
 from ..sampling import draw_samples
 from . import run_stage
 
@@ -24,17 +22,14 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
 
     spec = json.loads(args.spec)
-    model_file = load_checkpoint(args.model, "trained model")
+    model_file = load_checkpoint(args.model, "trained model", required=("spec", "state_dict"))
     images, info = draw_samples(model_file, spec)
     if info["non_finite"]:
         # clip() would hide NaNs as 0/1 pixels; a diverged sampler must not get a FID.
         raise SystemExit(f"error: {info['non_finite']} non-finite pixels sampling {args.out}; the sampler diverged")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part.npz")
     meta = {**info, "spec": spec, "config_hash": config_hash(spec), "value_range": [0.0, 1.0]}
-    np.savez(tmp, images=images, meta=json.dumps(meta))
-    os.replace(tmp, out)
+    with atomic_path(args.out) as tmp:
+        np.savez(tmp, images=images, meta=json.dumps(meta))
 
 
 if __name__ == "__main__":

@@ -10,9 +10,9 @@ import torch
 from ..build import build_loss, build_model
 from ..config import config_hash
 from ..data import load_split
-from ..io import atomic_save
+from ..io import atomic_path, atomic_save
 from ..scalings import get_scaling
-from ..training import train
+from ..training import seed_everything, train
 from . import run_stage
 
 
@@ -30,12 +30,14 @@ def main(argv=None):
     spec = json.loads(args.spec)
     images, _ = load_split(args.data, "train", spec["resolution"], spec["train_limit"])
     data = torch.from_numpy(get_scaling(spec["input_scaling"]).to_model(images))
+    seed_everything(spec["train"]["seed"])  # the network's init is part of the result
     net, schedule, denoiser = build_model(spec)
     digest = config_hash(spec)
     state, log = train(denoiser, schedule, build_loss(spec), data, spec["train"],
                        checkpoint_path=Path(args.checkpoint) if args.checkpoint else None,
                        describe=f"{spec['paper']}/{spec['experiment']}/{spec['input_scaling']} config {digest}")
-    pd.DataFrame(log).to_csv(args.losses, index=False)
+    with atomic_path(args.losses) as tmp:
+        pd.DataFrame(log).to_csv(tmp, index=False)
     atomic_save({"spec": spec, "config_hash": digest, "state_dict": state,
                  "n_parameters": sum(p.numel() for p in net.parameters())}, args.out)
     if args.checkpoint and Path(args.checkpoint).exists():

@@ -1,0 +1,297 @@
+"""Image-set checks, feature extraction, and FID/KID by torch-fidelity and clean-fid.
+
+Expected values come from the definitions: the Frechet distance between Gaussians (Dowson &
+Landau 1982; FID, Heusel et al. 2017 eq. 6) computed here by an independent symmetric route,
+and the unbiased MMD^2 with the cubic kernel k(x, y) = (x.y / d + 1)^3 (KID, Binkowski et al.
+2018). A tiny randomly initialised classifier is enough: both libraries must agree with the
+formulas on whatever features it gives.
+"""
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import uniform_filter
+
+from diffrepro.features import (
+    FMNIST_CLASSIFIER,
+    INCEPTION,
+    Extractor,
+    ImageSetError,
+    available_extractors,
+    check_image_set,
+    extract_features,
+    quantize_to_uint8,
+)
+from diffrepro.metrics import (
+    ReferenceMismatchError,
+    clean_fid_features,
+    compute_metrics,
+    load_reference,
+    write_reference,
+)
+from diffrepro.models.classifier import FashionClassifier, classifier_input_from_uint8, save_classifier
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def _read_idx(path):
+    with gzip.open(path) as f:
+        raw = f.read()
+    n_dims = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(n_dims)]
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * n_dims).reshape(dims)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def real_images():
+    """The first 2000 Fashion-MNIST test images, zero-padded to 32x32, in image space [0, 1]."""
+    path = FASHION_MNIST / "t10k-images-idx3-ubyte.gz"
+    if not path.exists():
+        pytest.skip(f"Fashion-MNIST not installed at {FASHION_MNIST} (apt-get install dataset-fashion-mnist)")
+    pixels = np.pad(_read_idx(path)[:2000], ((0, 0), (2, 2), (2, 2)))[:, None]
+    return (pixels / 255.0).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def extractor(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("classifier") / "tiny.pt"
+    save_classifier(FashionClassifier(width=8), path, {"trained": False})
+    return Extractor(FMNIST_CLASSIFIER, path)
+
+
+@pytest.fixture(scope="module")
+def reference(real_images, extractor, tmp_path_factory):
+    return write_reference(real_images[:1000], extractor, tmp_path_factory.mktemp("ref") / "reference.npz")
+
+
+def frechet_by_symmetric_sqrt(mu1, s1, mu2, s2):
+    # tr sqrt(S1 S2) = tr sqrt(S1^1/2 S2 S1^1/2), a symmetric PSD matrix: eigh instead of sqrtm/eigvals
+    w, v = np.linalg.eigh(s1)
+    root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    inner = np.linalg.eigvalsh(root @ s2 @ root)
+    return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.sum(np.sqrt(np.clip(inner, 0, None))))
+
+
+def unbiased_mmd2_cubic(x, y):
+    d, m = x.shape[1], len(x)
+    k = lambda a, b: (a @ b.T / d + 1) ** 3  # noqa: E731
+    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+    off = lambda kk: kk.sum() - np.trace(kk)  # noqa: E731
+    return float((off(kxx) + off(kyy)) / (m * (m - 1)) - 2 * kxy.sum() / m**2)
+
+
+def by_library(rows, metric):
+    return {r["library"]: r["value"] for r in rows if r["metric"] == metric}
+
+
+# --- image-set checks -------------------------------------------------------------------------
+
+
+def _valid(n=8, seed=0):
+    return np.random.default_rng(seed).random((n, 1, 32, 32)).astype(np.float32)
+
+
+def test_check_image_set_accepts_a_valid_set(real_images):
+    subset = real_images[:64]
+    assert check_image_set(subset, name="real") is subset
+    check_image_set(_valid().astype(np.float64))
+
+
+@pytest.mark.parametrize(
+    "images, message",
+    [
+        (_valid() - 0.5, r"span \[-0.50, 0.50\] but image space is \[0, 1\].*input scaling back"),
+        (_valid() * 2 - 1, r"\[-1, 1\] model space"),
+        (_valid() * 255, r"0\.\.255 pixel values"),
+        (_valid() * 0.5 + 0.25, r"less than 60%.*retracted"),
+        (_valid()[:, :, :28, :28], r"shape \(8, 1, 28, 28\) but expected \[N, 1, 32, 32\]"),
+        (np.repeat(_valid(), 3, axis=1), r"shape \(8, 3, 32, 32\)"),
+        (_valid().transpose(0, 2, 3, 1), r"channels-last"),
+        (_valid()[0], r"shape"),
+        (np.where(np.arange(8)[:, None, None, None] == 3, np.nan, _valid()), r"8192 NaN and 0 inf"),
+        (np.where(np.arange(8)[:, None, None, None] == 3, np.inf, _valid()), r"0 NaN and 1024 inf"),
+        ((_valid() * 255).astype(np.uint8), r"dtype uint8 but image sets are float"),
+        (torch.from_numpy(_valid()), r"expected a numpy array"),
+        (_valid()[:0], r"empty"),
+    ],
+)
+def test_check_image_set_rejects(images, message):
+    with pytest.raises(ImageSetError, match=message):
+        check_image_set(images, name="samples.npz")
+
+
+def test_image_set_error_is_a_value_error_naming_the_set():
+    with pytest.raises(ValueError, match=r"^samples\.npz: "):
+        check_image_set(_valid() - 0.5, name="samples.npz")
+
+
+def test_quantize_is_round_of_x_times_255():
+    k = np.arange(256, dtype=np.float64)
+    assert np.array_equal(quantize_to_uint8(k / 255), k.astype(np.uint8))
+    # just below / above a half step round to the nearer level
+    assert np.array_equal(quantize_to_uint8(np.array([(10.49) / 255, (10.51) / 255])), [10, 11])
+
+
+# --- extractor ----------------------------------------------------------------------------------
+
+
+def test_extractor_gives_prelogit_features_of_the_classifier(extractor):
+    module = extractor.build()
+    pixels = quantize_to_uint8(_valid(5))
+    features = extract_features(pixels, module, batch_size=2)
+    assert features.shape == (5, 64) and features.dtype == np.float64
+    with torch.no_grad():
+        expected = module.classifier.features(classifier_input_from_uint8(torch.from_numpy(pixels)))
+    np.testing.assert_allclose(features, expected.double().numpy(), rtol=1e-6, atol=1e-7)
+    assert classifier_input_from_uint8(torch.tensor([0, 255], dtype=torch.uint8)).tolist() == [-1.0, 1.0]
+
+
+def test_clean_fid_path_feeds_unresized_exact_pixels(extractor):
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x):
+            seen.append(x.clone())
+            return (x.flatten(1).double(),)
+
+    pixels = quantize_to_uint8(_valid(6))
+    features = clean_fid_features(pixels, Recorder(), batch_size=4)
+    assert [tuple(b.shape) for b in seen] == [(4, 1, 32, 32), (2, 1, 32, 32)]
+    assert all(b.dtype == torch.uint8 for b in seen)
+    np.testing.assert_array_equal(features, pixels.reshape(6, -1))
+
+
+# --- reference file ---------------------------------------------------------------------------------
+
+
+def test_reference_file_holds_features_and_their_gaussian(reference, extractor, real_images):
+    ref = load_reference(reference, extractor)
+    assert np.array_equal(ref["pixels"], quantize_to_uint8(real_images[:1000]))
+    assert ref["features"].shape == (1000, 64)
+    np.testing.assert_allclose(ref["mu"], ref["features"].mean(0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ref["sigma"], np.cov(ref["features"].T), rtol=1e-12, atol=1e-12)
+
+
+def test_reference_from_other_weights_is_refused(reference, extractor, tmp_path):
+    torch.manual_seed(1)
+    other = tmp_path / "other.pt"
+    save_classifier(FashionClassifier(width=8), other)
+    with pytest.raises(ReferenceMismatchError, match="rewrite the reference"):
+        load_reference(reference, Extractor(FMNIST_CLASSIFIER, other))
+
+
+def test_reference_is_checked_too(extractor, tmp_path):
+    with pytest.raises(ImageSetError, match=r"reference ref\.npz: values span \[-0.50"):
+        write_reference(_valid(16) - 0.5, extractor, tmp_path / "ref.npz")
+
+
+# --- FID / KID ------------------------------------------------------------------------------------
+
+
+def test_set_against_itself_has_zero_fid_and_the_exact_kid(reference, extractor, real_images):
+    rows = compute_metrics(real_images[:1000], reference, extractor, kid_subset_size=1000)
+    assert {(r["library"], r["metric"]) for r in rows} == {
+        (lib, m) for lib in ("torch-fidelity", "clean-fid") for m in ("fid", "kid")
+    }
+    assert all(r["extractor"] == FMNIST_CLASSIFIER and r["n_samples"] == 1000 for r in rows)
+    for value in by_library(rows, "fid").values():
+        assert abs(value) < 1e-3
+    # subsets of the full size are permutations, so KID is the full-set statistic: 2 (mean off-diag - mean diag) / n
+    features = load_reference(reference, extractor)["features"]
+    expected = unbiased_mmd2_cubic(features, features)
+    assert expected < 0
+    for value in by_library(rows, "kid").values():
+        assert value == pytest.approx(expected, rel=1e-6, abs=1e-12)
+
+
+def test_libraries_agree_with_the_formulas_on_disjoint_halves(reference, extractor, real_images):
+    samples = real_images[1000:2000]
+    rows = compute_metrics(samples, reference, extractor, kid_subset_size=1000)
+    ref = load_reference(reference, extractor)
+    features = extract_features(quantize_to_uint8(samples), extractor.build())
+    expected_fid = frechet_by_symmetric_sqrt(features.mean(0), np.cov(features.T), ref["mu"], ref["sigma"])
+    fids = by_library(rows, "fid")
+    assert fids["torch-fidelity"] == pytest.approx(fids["clean-fid"], rel=1e-2)
+    for value in fids.values():
+        assert value == pytest.approx(expected_fid, rel=1e-4)
+    expected_kid = unbiased_mmd2_cubic(features, ref["features"])
+    for value in by_library(rows, "kid").values():
+        assert value == pytest.approx(expected_kid, rel=1e-5)
+
+
+def test_different_sets_score_far_worse_than_real_halves(reference, extractor, real_images):
+    half = real_images[1000:1500]
+    blurred = uniform_filter(half, size=(1, 1, 5, 5))
+    noise = np.random.default_rng(0).random(half.shape).astype(np.float32)
+    fid = {
+        name: by_library(compute_metrics(images, reference, extractor, libraries=("clean-fid",)), "fid")["clean-fid"]
+        for name, images in [("real", half), ("blurred", blurred), ("noise", noise)]
+    }
+    assert fid["real"] > 0
+    assert fid["blurred"] > 10 * fid["real"]
+    assert fid["noise"] > 10 * fid["blurred"]
+
+
+def test_kid_subset_size_default_and_bounds(reference, extractor, real_images):
+    rows = compute_metrics(real_images[1000:1100], reference, extractor, libraries=("torch-fidelity",))
+    assert [r["n_samples"] for r in rows] == [100, 100]  # default subset size min(1000, 100) works
+    with pytest.raises(ValueError, match="kid_subset_size 200"):
+        compute_metrics(real_images[1000:1100], reference, extractor, kid_subset_size=200)
+    with pytest.raises(ImageSetError, match="samples: values span"):
+        compute_metrics(real_images[:100] * 2 - 1, reference, extractor)
+
+
+# --- availability (nothing downloads) --------------------------------------------------------------
+
+
+def test_inception_is_unavailable_without_weights(extractor, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    status = available_extractors({"classifier_path": str(extractor.weights_path)})
+    assert status[FMNIST_CLASSIFIER].available
+    assert not status[INCEPTION].available
+    assert "Inception weights not present offline" in status[INCEPTION].reason
+    status = available_extractors({"classifier_path": str(tmp_path / "missing.pt"), "inception_weights": str(tmp_path / "x.pth")})
+    assert not status[FMNIST_CLASSIFIER].available and "missing.pt" in status[FMNIST_CLASSIFIER].reason
+    assert str(tmp_path / "x.pth") in status[INCEPTION].reason
+
+
+@pytest.fixture
+def fake_inception_weights(tmp_path, monkeypatch):
+    """A randomly initialised Inception state dict saved where torch hub would cache the real one."""
+    import torch_fidelity.feature_extractor_inceptionv3 as inception
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with monkeypatch.context() as patched:
+        patched.setattr(inception, "load_state_dict_from_url", lambda *a, **k: {})
+        patched.setattr(inception.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None)
+        module = inception.FeatureExtractorInceptionV3("inception-v3-compat", ["64"])
+    monkeypatch.setattr(inception, "load_state_dict_from_url", lambda *a, **k: pytest.fail("tried to download"))
+    path = tmp_path / "hub" / "checkpoints" / Path(inception.URL_INCEPTION_V3).name
+    path.parent.mkdir(parents=True)
+    torch.save(module.state_dict(), path)
+    return path
+
+
+def test_inception_runs_through_both_libraries_when_weights_exist(fake_inception_weights, real_images, tmp_path):
+    status = available_extractors({})
+    assert status[INCEPTION].available and status[INCEPTION].extractor.weights_path == fake_inception_weights
+    inception = Extractor(INCEPTION, fake_inception_weights, feature_layer="64")  # early layer: cheap at 299x299
+    images = real_images[:40]
+    reference = write_reference(images, inception, tmp_path / "inception_ref.npz")
+    rows = compute_metrics(images, reference, inception, kid_subsets=5)
+    for value in by_library(rows, "fid").values():
+        assert abs(value) < 1e-3
+    kids = by_library(rows, "kid")
+    assert kids["torch-fidelity"] == pytest.approx(kids["clean-fid"], rel=1e-5)

@@ -1,0 +1,233 @@
+"""FID and KID computed by torch-fidelity and by clean-fid, on the same features.
+
+Both libraries get the same uint8 pixels (features.quantize_to_uint8) and the same extractor
+module, so their numbers differ only by their own statistics code (and, for KID, by which random
+subsets they draw). The reference is a file the workflow writes (`write_reference`): the
+reference pixels, their features, mu and sigma. clean-fid scores against its stored mu/sigma and
+features, the way clean-fid's custom statistics work; torch-fidelity cannot take precomputed
+features, so it re-extracts the stored reference pixels (seconds for the classifier), with its
+cache off so nothing can be stale.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch_fidelity
+from cleanfid import fid as cleanfid_fid
+
+from diffrepro.features import (
+    Extractor,
+    ImageSetError,
+    check_image_set,
+    extract_features,
+    pixels_for_extractor,
+    quantize_to_uint8,
+)
+
+LIBRARIES = ("torch-fidelity", "clean-fid")
+KID_SUBSETS = 100
+KID_MAX_SUBSET_SIZE = 1000  # both libraries' default
+
+
+class ReferenceMismatchError(ValueError):
+    """The reference statistics were made with other features than the ones asked for."""
+
+
+class Uint8ImageDataset(torch.utils.data.Dataset):
+    """uint8 [N, C, H, W] array as the Dataset of uint8 [C, H, W] tensors torch-fidelity reads."""
+
+    def __init__(self, pixels: np.ndarray):
+        self.pixels = pixels
+
+    def __len__(self):
+        return len(self.pixels)
+
+    def __getitem__(self, i):
+        return torch.from_numpy(np.ascontiguousarray(self.pixels[i]))
+
+
+def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and unbiased covariance of features [N, d], as both libraries compute them."""
+    return np.mean(features, axis=0), np.cov(features, rowvar=False)
+
+
+def _device(device) -> torch.device:
+    return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def write_reference(images: np.ndarray, extractor: Extractor, path, *, batch_size: int = 256, device=None) -> Path:
+    """Write the reference file (npz): pixels, features, mu, sigma and which extractor made them."""
+    check_image_set(images, name=f"reference {Path(path).name}")
+    pixels = quantize_to_uint8(images)
+    features = extract_features(
+        pixels_for_extractor(pixels, extractor), extractor.build(), batch_size=batch_size, device=_device(device)
+    )
+    mu, sigma = gaussian_statistics(features)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:  # a file object, so numpy does not append ".npz" to the name
+        np.savez_compressed(
+            f,
+            pixels=pixels,
+            features=features,
+            mu=mu,
+            sigma=sigma,
+            extractor=extractor.name,
+            feature_layer=extractor.feature_layer,
+            weights_sha256=extractor.weights_sha256(),
+        )
+    return path
+
+
+def load_reference(path, extractor: Extractor) -> dict:
+    """The reference arrays, after checking they were made by this extractor's current weights."""
+    with np.load(Path(path)) as stored:
+        reference = {key: stored[key] for key in stored.files}
+    made_with = (str(reference["extractor"]), str(reference["feature_layer"]), str(reference["weights_sha256"]))
+    wanted = (extractor.name, extractor.feature_layer, extractor.weights_sha256())
+    if made_with != wanted:
+        raise ReferenceMismatchError(
+            f"{path}: written with {made_with[0]}/{made_with[1]} weights {made_with[2][:12]}, but the extractor is "
+            f"{wanted[0]}/{wanted[1]} weights {wanted[2][:12]}; rewrite the reference with write_reference"
+        )
+    return reference
+
+
+def torch_fidelity_fid_kid(
+    pixels: np.ndarray, reference_pixels: np.ndarray, extractor: Extractor, *, kid_subset_size: int,
+    kid_subsets: int = KID_SUBSETS, seed: int = 0, batch_size: int = 256, device=None,
+) -> dict[str, float]:
+    """FID and KID by torch_fidelity.calculate_metrics with our extractor registered in it."""
+    scores = torch_fidelity.calculate_metrics(
+        input1=Uint8ImageDataset(pixels_for_extractor(pixels, extractor)),
+        input2=Uint8ImageDataset(pixels_for_extractor(reference_pixels, extractor)),
+        fid=True,
+        kid=True,
+        feature_extractor=extractor.kind.torch_fidelity_name,
+        feature_extractor_weights_path=str(extractor.weights_path),
+        feature_layer_fid=extractor.feature_layer,
+        feature_layer_kid=extractor.feature_layer,
+        kid_subsets=kid_subsets,
+        kid_subset_size=kid_subset_size,
+        rng_seed=seed,
+        batch_size=batch_size,
+        cuda=_device(device).type == "cuda",
+        cache=False,
+        save_cpu_ram=True,  # no DataLoader worker processes
+        verbose=False,
+    )
+    return {"fid": scores[torch_fidelity.KEY_METRIC_FID], "kid": scores[torch_fidelity.KEY_METRIC_KID_MEAN]}
+
+
+class CleanFidFeatures:
+    """clean-fid's `custom_feat_extractor`: it calls model(batch) with float [B, C, H, W] holding
+    the pixel values 0..255; we return them to the exact uint8 they were and run our extractor."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.module = module
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        pixels = batch.round().clamp(0, 255).to(torch.uint8)
+        return self.module(pixels)[0].to(torch.float64)
+
+
+def _identity_resize(image: np.ndarray) -> np.ndarray:
+    # clean-fid resizes to 299 for Inception by default; our extractors take the images as they are
+    return image
+
+
+def clean_fid_features(pixels: np.ndarray, module: torch.nn.Module, *, batch_size: int = 256, device=None) -> np.ndarray:
+    """Features through clean-fid's own loader (get_files_features over one .npy file per image)."""
+    with tempfile.TemporaryDirectory(prefix="cleanfid-") as folder:
+        files = []
+        for i, image in enumerate(pixels):
+            files.append(Path(folder) / f"{i:06d}.npy")
+            np.save(files[-1], np.ascontiguousarray(image.transpose(1, 2, 0)))  # clean-fid reads H x W x C
+        device = _device(device)
+        return cleanfid_fid.get_files_features(
+            [str(f) for f in files],
+            model=CleanFidFeatures(module.to(device)),
+            num_workers=0,
+            batch_size=batch_size,
+            device=device,
+            custom_fn_resize=_identity_resize,
+            verbose=False,
+        )
+
+
+@contextmanager
+def _numpy_global_seed(seed: int):
+    # clean-fid's kernel_distance draws its subsets from numpy's global generator
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+def clean_fid_fid_kid(
+    pixels: np.ndarray, reference: dict, extractor: Extractor, *, kid_subset_size: int,
+    kid_subsets: int = KID_SUBSETS, seed: int = 0, batch_size: int = 256, device=None,
+) -> dict[str, float]:
+    """FID (frechet_distance against the stored mu/sigma) and KID (kernel_distance against the stored features)."""
+    features = clean_fid_features(
+        pixels_for_extractor(pixels, extractor), extractor.build(), batch_size=batch_size, device=device
+    )
+    mu, sigma = gaussian_statistics(features)
+    fid = float(cleanfid_fid.frechet_distance(mu, sigma, reference["mu"], reference["sigma"]))
+    with _numpy_global_seed(seed):
+        kid = cleanfid_fid.kernel_distance(
+            reference["features"], features, num_subsets=kid_subsets, max_subset_size=kid_subset_size
+        )
+    return {"fid": fid, "kid": float(kid)}
+
+
+def compute_metrics(
+    images: np.ndarray,
+    reference_path,
+    extractor: Extractor,
+    *,
+    libraries=LIBRARIES,
+    kid_subset_size: int | None = None,
+    kid_subsets: int = KID_SUBSETS,
+    seed: int = 0,
+    batch_size: int = 256,
+    device=None,
+    name: str = "samples",
+) -> list[dict]:
+    """FID and KID of an image set against a reference file, by each library.
+
+    Rows: {extractor, library, metric ('fid' | 'kid'), value, n_samples}. KID's subset size
+    defaults to min(1000, n_samples, n_reference); both libraries average `kid_subsets` subsets.
+    """
+    check_image_set(images, name=name)
+    reference = load_reference(reference_path, extractor)
+    pixels = quantize_to_uint8(images)
+    if pixels.shape[1:] != reference["pixels"].shape[1:]:
+        raise ImageSetError(f"{name}: images {pixels.shape[1:]} but the reference has {reference['pixels'].shape[1:]}")
+    n, n_reference = len(pixels), len(reference["pixels"])
+    if kid_subset_size is None:
+        kid_subset_size = min(KID_MAX_SUBSET_SIZE, n, n_reference)
+    if not 2 <= kid_subset_size <= min(n, n_reference):
+        raise ValueError(f"kid_subset_size {kid_subset_size} must lie in [2, min(n_samples={n}, n_reference={n_reference})]")
+    unknown = set(libraries) - set(LIBRARIES)
+    if unknown:
+        raise ValueError(f"unknown libraries {sorted(unknown)}; known: {LIBRARIES}")
+    options = dict(kid_subset_size=kid_subset_size, kid_subsets=kid_subsets, seed=seed, batch_size=batch_size, device=device)
+    rows = []
+    for library in libraries:
+        if library == "torch-fidelity":
+            scores = torch_fidelity_fid_kid(pixels, reference["pixels"], extractor, **options)
+        else:
+            scores = clean_fid_fid_kid(pixels, reference, extractor, **options)
+        rows += [
+            {"extractor": extractor.name, "library": library, "metric": metric, "value": value, "n_samples": n}
+            for metric, value in scores.items()
+        ]
+    return rows

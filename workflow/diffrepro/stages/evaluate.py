@@ -1,0 +1,80 @@
+"""Stage: FID and KID of one sample set (or of real training images: the floor), by both libraries."""
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import config_hash
+from ..data import load_split
+from ..features import FMNIST_CLASSIFIER, Extractor
+from ..metrics import compute_metrics
+from ..metrics_table import rows_for
+from . import run_stage
+
+REFERENCE_SET = "fashion_mnist_test_10k"
+
+
+def load_samples(path):
+    with np.load(path) as f:
+        return f["images"], json.loads(str(f["meta"]))
+
+
+def real_floor_run(data, n, seed, resolution):
+    """n random training images: the FID no model can be expected to beat at this sample count."""
+    images, _ = load_split(data, "train", resolution)
+    pick = np.random.default_rng(seed).choice(len(images), size=n, replace=False)
+    spec = {"real_data": "train_split", "n": n, "seed": seed, "resolution": resolution}
+    run = {"paper": "real_data", "experiment": "train_split", "input_scaling": "none", "sampler": "none",
+           "sampler_name": "none", "steps": 0, "nfe": 0, "seed": seed, "config_hash": config_hash(spec)}
+    return images[pick], run
+
+
+def sample_run(path):
+    images, meta = load_samples(path)
+    spec, training = meta["spec"], meta["spec"]["training"]
+    run = {"paper": training["paper"], "experiment": training["experiment"],
+           "input_scaling": training["input_scaling"], "sampler": spec["sampler"]["label"],
+           "sampler_name": spec["sampler"]["name"], "steps": spec["sampler"]["steps"], "nfe": meta["nfe"],
+           "seed": spec["seed"], "config_hash": config_hash(training)}
+    return images, run
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--samples", help="npz written by the sample stage")
+    p.add_argument("--real-data", help="Fashion-MNIST npz: score n training images instead (real-data floor)")
+    p.add_argument("--n", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resolution", type=int, default=32)
+    p.add_argument("--classifier", required=True)
+    p.add_argument("--reference", required=True)
+    p.add_argument("--fid", required=True, help="FID settings (JSON): kid_subset_size, kid_subsets")
+    p.add_argument("--out", required=True)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    fid = json.loads(args.fid)
+
+    if args.samples:
+        images, run = sample_run(args.samples)
+        name = args.samples
+    else:
+        images, run = real_floor_run(args.real_data, args.n, args.seed, args.resolution)
+        name = f"{args.n} training images"
+    rows = compute_metrics(images, args.reference, Extractor(FMNIST_CLASSIFIER, args.classifier),
+                           kid_subset_size=min(fid["kid_subset_size"], len(images)),
+                           kid_subsets=fid["kid_subsets"], seed=run["seed"], name=name)
+    table = rows_for({**run, "reference_set": REFERENCE_SET}, rows)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, out)
+
+
+if __name__ == "__main__":
+    run_stage(main)

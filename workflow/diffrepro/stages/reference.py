@@ -1,0 +1,32 @@
+"""Stage: features and Gaussian statistics of the 10k Fashion-MNIST test split (the FID reference)."""
+
+import argparse
+import os
+from pathlib import Path
+
+import torch
+
+from ..data import load_split
+from ..features import FMNIST_CLASSIFIER, Extractor
+from ..metrics import write_reference
+from . import run_stage
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--data", required=True)
+    p.add_argument("--classifier", required=True)
+    p.add_argument("--resolution", type=int, default=32)
+    p.add_argument("--out", required=True)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    images, _ = load_split(args.data, "test", args.resolution)
+    out = Path(args.out)
+    tmp = out.with_name(out.name + ".part")
+    write_reference(images, Extractor(FMNIST_CLASSIFIER, args.classifier), tmp)
+    os.replace(tmp, out)
+
+
+if __name__ == "__main__":
+    run_stage(main)
