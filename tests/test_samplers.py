@@ -109,6 +109,8 @@ def test_ddim_encode_decode_reconstruction_improves_with_steps():
     assert all(a > b for a, b in zip(mse, mse[1:]))
     assert mse[-1] < 1e-4
     assert mse[1] / mse[-1] > 30  # first-order integrator: error ~ 1/N, MSE ~ 1/N^2 (100x)
+    with pytest.raises(ValueError):  # a stochastic step has no meaning on an increasing grid
+        M.ddim(gaussian_denoiser(), x0, grid[:-1].flip(0), eta=0.5)
 
 
 # ---------------------------------------------------------------- stochastic samplers

@@ -84,6 +84,10 @@ def load_replications(directory, config_source="config") -> dict:
 
 
 def load_config(config: dict, source="workflow/config.yaml") -> dict:
+    # `--config download=false` arrives as the string 'false'; read such words as YAML does.
+    for key, value in config.items():
+        if isinstance(value, str) and value.lower() in ("true", "false", "null"):
+            config[key] = yaml.safe_load(value.lower())
     validate(config, "config.schema.yaml", source)
     for key in ("data_root", "inception_weights"):
         if config.get(key) and not Path(config[key]).exists():

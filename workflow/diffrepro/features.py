@@ -9,8 +9,8 @@ clean-fid and the reference statistics.
 Extractors are torch-fidelity `FeatureExtractorBase` modules taking uint8 [B, C, H, W]:
 - "fmnist-classifier": our classifier's pre-logit features (registered with torch-fidelity
   under that name, weights passed as `feature_extractor_weights_path`);
-- "inception": torch-fidelity's own "inception-v3-compat", only when its weights file is on
-  disk; nothing here downloads.
+- "inception": torch-fidelity's own Inception-v3 ("inception-v3-compat", registered again with
+  float64 output), only when its weights file is on disk; nothing here downloads.
 clean-fid calls the very same module objects (see metrics.py), so both libraries see the same
 features.
 """
@@ -45,13 +45,13 @@ class ImageSetError(ValueError):
 
 
 def _range_hint(low: float, high: float) -> str:
-    if low >= -0.5 - 1e-3 and high <= 0.5 + 1e-3:
-        return "this looks like [-0.5, 0.5] model space: did you forget to map the model's input scaling back (x + 0.5)?"
-    if low >= -1 - 1e-3 and high <= 1 + 1e-3:
-        return "this looks like [-1, 1] model space: did you forget to map the model's input scaling back ((x + 1) / 2)?"
-    if low >= 0 and high <= 255 + 1e-3:
-        return "this looks like 0..255 pixel values: divide by 255 (quantisation happens inside the metrics code)"
-    return "map the samples into image space and clip them before scoring"
+    if low < -0.25 and high <= 0.5 + 1e-3:
+        return "did you forget to map the model's input scaling back? ([-0.5, 0.5] -> x + 0.5)"
+    if low < -0.5 and high <= 1 + 1e-3:
+        return "did you forget to map the model's input scaling back? ([-1, 1] -> (x + 1) / 2)"
+    if low >= 0 and high > 2:
+        return "these look like 0..255 pixel values: divide by 255 (quantisation happens inside the metrics code)"
+    return "map samples back to image space and clip them to it before scoring"
 
 
 def check_image_set(
@@ -146,6 +146,19 @@ if FMNIST_CLASSIFIER not in FEATURE_EXTRACTORS_REGISTRY:
     register_feature_extractor(FMNIST_CLASSIFIER, ClassifierFeatureExtractor)
 
 
+class InceptionFeatureExtractor(FeatureExtractorInceptionV3):
+    """torch-fidelity's Inception-v3 (TF-compatible weights, resizes to 299 itself), features as
+    float64 like ours, so both libraries' KID sums are not limited by float32."""
+
+    def forward(self, x):
+        return tuple(f.to(torch.float64) for f in super().forward(x))
+
+
+INCEPTION_TORCH_FIDELITY_NAME = "inception-v3-compat-float64"
+if INCEPTION_TORCH_FIDELITY_NAME not in FEATURE_EXTRACTORS_REGISTRY:
+    register_feature_extractor(INCEPTION_TORCH_FIDELITY_NAME, InceptionFeatureExtractor)
+
+
 @dataclass(frozen=True)
 class ExtractorKind:
     torch_fidelity_name: str
@@ -157,7 +170,7 @@ class ExtractorKind:
 EXTRACTOR_KINDS = {
     FMNIST_CLASSIFIER: ExtractorKind(FMNIST_CLASSIFIER, ClassifierFeatureExtractor, "prelogits", 1),
     # Inception-v3 wants RGB; grey images are repeated over 3 channels, it resizes to 299 itself.
-    INCEPTION: ExtractorKind("inception-v3-compat", FeatureExtractorInceptionV3, "2048", 3),
+    INCEPTION: ExtractorKind(INCEPTION_TORCH_FIDELITY_NAME, InceptionFeatureExtractor, "2048", 3),
 }
 
 

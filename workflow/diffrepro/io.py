@@ -3,6 +3,7 @@ later run would trust, and a damaged file is reported in one line that says what
 
 import contextlib
 import os
+import zipfile
 from pathlib import Path
 
 import torch
@@ -40,12 +41,16 @@ def atomic_save(obj, path) -> None:
         torch.save(obj, tmp)
 
 
-def _reason(err: Exception) -> str:
-    text = str(err)
+def _what_is_wrong(path, err: Exception) -> str:
+    # torch.save writes a zip archive; without its end record the file is cut short or not ours,
+    # and torch's own error (often a weights_only complaint about pickle opcodes) would mislead.
+    if not zipfile.is_zipfile(path):
+        return "is truncated or corrupt (not a complete PyTorch zip archive)"
+    text = str(err).strip()
     if "Weights only load failed" in text:
-        return "it holds objects that safe (weights_only) loading refuses"
-    first = text.strip().splitlines()[0][:100] if text.strip() else ""
-    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+        return "holds objects that safe (weights_only) loading refuses (not written by diffrepro?)"
+    detail = f"{type(err).__name__}: {text.splitlines()[0][:100]}" if text else type(err).__name__
+    return f"is truncated or corrupt ({detail})"
 
 
 def load_checkpoint(path, what="checkpoint", *, required=(), fix=REBUILD) -> dict:
@@ -59,7 +64,7 @@ def load_checkpoint(path, what="checkpoint", *, required=(), fix=REBUILD) -> dic
     except FileNotFoundError:
         raise
     except Exception as err:  # torch raises many types for a damaged zip/pickle
-        raise CheckpointError(f"{path}: {what} is truncated or corrupt ({_reason(err)}); {fix}") from None
+        raise CheckpointError(f"{path}: {what} {_what_is_wrong(path, err)}; {fix}") from None
     missing = [k for k in required if not isinstance(obj, dict) or k not in obj]
     if missing:
         raise CheckpointError(f"{path}: {what} lacks {', '.join(missing)} (not a {what} file?); {fix}")

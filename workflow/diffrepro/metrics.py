@@ -12,6 +12,7 @@ cache off so nothing can be stale.
 from __future__ import annotations
 
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -180,7 +181,12 @@ def clean_fid_fid_kid(
         pixels_for_extractor(pixels, extractor), extractor.build(), batch_size=batch_size, device=device
     )
     mu, sigma = gaussian_statistics(features)
-    fid = float(cleanfid_fid.frechet_distance(mu, sigma, reference["mu"], reference["sigma"]))
+    with warnings.catch_warnings():
+        # clean-fid 0.1.35 passes sqrtm(disp=False), deprecated in SciPy 1.17, works with the pinned 1.17.1
+        warnings.filterwarnings("ignore", message="The `disp` argument is deprecated", category=DeprecationWarning)
+        fid = float(cleanfid_fid.frechet_distance(mu, sigma, reference["mu"], reference["sigma"]))
+    # same seed, same generator type and draw order (samples, then reference) as torch-fidelity's
+    # RandomState(rng_seed): both libraries average over the very same KID subsets
     with _numpy_global_seed(seed):
         kid = cleanfid_fid.kernel_distance(
             reference["features"], features, num_subsets=kid_subsets, max_subset_size=kid_subset_size

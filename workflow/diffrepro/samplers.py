@@ -82,11 +82,14 @@ def ddim(denoiser, x, sigmas, *, generator=None, eta=0.0, sigma_hat=False, clip_
     sigma-frame); eta = 1 matches the DDPM posterior. ``sigma_hat=True`` is the paper's sigma_hat
     run: its noise sqrt(1 - a/a') exceeds sqrt(1 - a') near the end, where Eq. 12 has no real
     coefficient, so (as in the DDIM authors' code) the step is the posterior mean with variance
-    beta of the sub-sampled chain, i.e. ``ddpm_ancestral(variance='large')``."""
+    beta of the sub-sampled chain, i.e. ``ddpm_ancestral(variance='large')``. ``clip_x0`` clips
+    x0_hat while the direction term keeps the network's own eps (as the course's DDIM did)."""
     if sigma_hat:
         return ddpm_ancestral(denoiser, x, sigmas, generator=generator, variance="large",
                               clip_x0=clip_x0, progress=progress, callback=callback)
     levels = _levels(sigmas)
+    if eta > 0 and levels[-1] > levels[0]:
+        raise ValueError("DDIM runs on an increasing grid (encoding) only with eta = 0")
     for i, (s, s_next) in _steps(levels, progress):
         denoised = _denoise(denoiser, x, s)
         eps = (x - denoised) / s
@@ -126,12 +129,11 @@ def tfree_ddim(denoiser, x, sigmas, *, generator=None, noise_level_predictor=Non
         eps = (x - _denoise(denoiser, x, s)) / s
         a, a_next = alpha_bar_from_sigma(s), alpha_bar_from_sigma(s_next)
         x_vp = x * math.sqrt(a)  # the course's x_t
-        abar = x.new_full((x.shape[0],), a)
+        abar = a  # a float, or one value per image when predicted
         if noise_level_predictor is not None:
             abar = noise_level_predictor(x_vp).reshape(-1).to(x)
-            abar = clamp_to_median(abar) if clamp_median else abar
-        abar = abar.reshape(-1, *([1] * (x.ndim - 1)))
-        x0 = _clip((x_vp - (1 - abar).sqrt() * eps) / abar.sqrt(), clamp_x0)
+            abar = (clamp_to_median(abar) if clamp_median else abar).reshape(-1, *([1] * (x.ndim - 1)))
+        x0 = _clip((x_vp - (1 - abar) ** 0.5 * eps) / abar ** 0.5, clamp_x0)
         noise_std = eta * math.sqrt((1 - a_next) / (1 - a) * (1 - a / a_next))  # Song 2021 Eq. 16
         if 1 - a_next <= noise_std ** 2 + 0.01:
             noise_std = 0.0

@@ -189,8 +189,8 @@ class ContinuousSchedule:
         return self.sigma(self.sample_t(n, generator))
 
     def sampling_sigmas(self, steps, spacing="uniform"):
-        """`steps` levels at t = t_max, ..., t_min + dt (dt = (t_max - t_min) / steps), then 0:
-        the last step goes to t_min, which is clean data (abar(t_min) = 1 for every schedule here)."""
+        """`steps` levels at t = t_max, ..., t_min + dt (dt = (t_max - t_min) / steps), then 0 in
+        place of t_min: the last step lands on clean data (abar(0) = 1 for every schedule here)."""
         if spacing != "uniform":
             raise ValueError(f"continuous schedules space their grid uniformly in t, not {spacing!r}")
         t = torch.linspace(self.t_max, self.t_min, steps + 1, dtype=F64)[:-1]

@@ -9,5 +9,5 @@ rule fashion_mnist:
     log:
         f"{DATA}/logs/fashion_mnist.log",
     shell:
-        "python -m diffrepro.stages.prepare_data --out {output} --data-root {params.data_root:q} "
-        "--download-dir {params.download_dir:q} 2> {log}"
+        "python -m diffrepro.stages.prepare_data --out {output} --data-root={params.data_root:q} "
+        "--download-dir={params.download_dir:q} 2> {log}"

@@ -31,4 +31,4 @@ rule report:
         f"{RES}/logs/report.log",
     shell:
         "python -m diffrepro.stages.report --metrics {input.metrics} --classifier {input.classifier} "
-        "--replications {params.replications} --scale {params.scale} --inception-weights {params.inception:q} --out-dir $(dirname {output.readme}) 2> {log}"
+        "--replications {params.replications} --scale {params.scale} --inception-weights={params.inception:q} --out-dir $(dirname {output.readme}) 2> {log}"
