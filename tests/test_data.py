@@ -99,7 +99,7 @@ def test_failed_download_says_how_to_get_it(tmp_path, no_debian, monkeypatch):
     def refuse(*args, **kwargs):
         raise OSError("network unreachable")
 
-    monkeypatch.setattr(data.urllib.request, "urlretrieve", refuse)
+    monkeypatch.setattr(data.urllib.request, "urlopen", refuse)
     with pytest.raises(DataError, match="download failed.*apt-get install dataset-fashion-mnist"):
         load_raw(None, download_dir=tmp_path / "dl")
     assert not any((tmp_path / "dl").glob("*.gz"))

@@ -19,7 +19,7 @@ def smoke_run(tmp_path_factory):
     from conftest import copy_project
 
     project = copy_project(tmp_path_factory.mktemp("smoke") / "project")
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--config", "scale=smoke", "download=false"]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--config", "scale=smoke"]
     run = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stderr[-4000:]
     return project
@@ -62,6 +62,5 @@ def test_report_and_html_report(smoke_run):
 
 
 def test_rerun_has_nothing_to_do(smoke_run):
-    r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--config", "scale=smoke",
-                        "download=false"], cwd=smoke_run, capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--config", "scale=smoke"], cwd=smoke_run, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "Nothing to be done" in r.stdout + r.stderr

@@ -78,7 +78,8 @@ def _download(stem: str, dest: Path) -> Path:
     target = dest / (stem + ".gz")
     tmp = target.with_suffix(".gz.part")
     try:
-        urllib.request.urlretrieve(CANONICAL_URL + stem + ".gz", tmp)
+        with urllib.request.urlopen(CANONICAL_URL + stem + ".gz", timeout=60) as response:
+            tmp.write_bytes(response.read())
     except OSError as err:
         raise DataError(f"Fashion-MNIST not found locally and the download failed ({err}); {HOW_TO_GET}") from None
     os.replace(tmp, target)

@@ -5,6 +5,7 @@ import subprocess
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -39,6 +40,9 @@ def plot_fid_vs_steps(metrics: pd.DataFrame, path) -> None:
                        kind="line", marker="o", errorbar="sd", height=3.5, aspect=1.3,
                        facet_kws={"sharey": False})
     grid.set(xscale="log")
+    for ax in grid.axes.flat:
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     grid.set_axis_labels("sampling steps", "FID (classifier features)")
     floor = metrics[(metrics["paper"] == REAL) & (metrics["metric"] == "fid")]["value"]
     if len(floor):

@@ -3,7 +3,7 @@ rule fashion_mnist:
         f"{DATA}/fashion_mnist.npz",
     params:
         data_root=config.get("data_root") or "",
-        download_dir=f"{DATA}/downloads" if config.get("download", True) else "",
+        download_dir=f"{DATA}/downloads",
     conda:
         "../../envs/environment.yaml"
     log:

@@ -6,7 +6,7 @@ rule train_classifier:
         metrics=f"{RES}/classifier/metrics.json",
     params:
         cfg=json.dumps(PLAN.scale_cfg["classifier"], sort_keys=True),
-    threads: workflow.cores
+    threads: 8  # scaled down to --cores locally; set per rule on clusters by the profile
     conda:
         "../../envs/environment.yaml"
     log:
@@ -26,7 +26,7 @@ rule reference_features:
         f"{RES}/reference/fashion_mnist_test.npz",
     params:
         resolution=PLAN.scale_cfg["resolution"],
-    threads: workflow.cores
+    threads: 8  # scaled down to --cores locally; set per rule on clusters by the profile
     conda:
         "../../envs/environment.yaml"
     log:
@@ -47,7 +47,7 @@ rule real_data_floor:
         fid=json.dumps(PLAN.scale_cfg["fid"], sort_keys=True),
         resolution=PLAN.scale_cfg["resolution"],
         n=PLAN.scale_cfg["sampling"]["n_samples"],
-    threads: workflow.cores
+    threads: 8  # scaled down to --cores locally; set per rule on clusters by the profile
     conda:
         "../../envs/environment.yaml"
     log:
@@ -68,7 +68,7 @@ rule evaluate:
     params:
         fid=json.dumps(PLAN.scale_cfg["fid"], sort_keys=True),
         resolution=PLAN.scale_cfg["resolution"],
-    threads: workflow.cores
+    threads: 8  # scaled down to --cores locally; set per rule on clusters by the profile
     conda:
         "../../envs/environment.yaml"
     log:

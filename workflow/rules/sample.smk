@@ -5,7 +5,7 @@ rule sample:
         f"{RES}/samples/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.npz",
     params:
         spec=PLAN.sample_spec_json,
-    threads: workflow.cores
+    threads: 8  # scaled down to --cores locally; set per rule on clusters by the profile
     conda:
         "../../envs/environment.yaml"
     log:

@@ -7,7 +7,7 @@ rule train:
     params:
         spec=PLAN.training_spec_json,
         checkpoint=lambda w: f"{RES}/checkpoints/{w.paper}/{w.experiment}/{w.scaling}.ckpt",
-    threads: workflow.cores
+    threads: 8  # scaled down to --cores locally; set per rule on clusters by the profile
     resources:
         gpu=0,
     conda:

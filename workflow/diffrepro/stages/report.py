@@ -52,7 +52,8 @@ Every number below is derived from `results/{args.scale}/metrics.csv`.
 
 ## Protocol
 
-- Data: Fashion-MNIST, 28×28 zero-padded to 32×32; models trained on the 60k training split.
+- Data: Fashion-MNIST, 28×28 zero-padded to 32×32; models trained on the training split (or its first
+  `train_limit` images, as the scale in `workflow/config.yaml` sets).
 - FID/KID features: the {clf.get('feature_dim', '?')}-d pre-logit layer of a Fashion-MNIST classifier trained
   by the workflow (test accuracy **{100 * clf['test_accuracy']:.2f}%**), the fast.ai course's method.
   Inception-v3 FID: {inception_note}.
