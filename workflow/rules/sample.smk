@@ -6,6 +6,8 @@ rule sample:
     params:
         spec=PLAN.sample_spec_json,
     threads: 8  # scaled down to --cores locally; set per rule on clusters by the profile
+    resources:
+        gpu=1,
     conda:
         "../../envs/environment.yaml"
     log:

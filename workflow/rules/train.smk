@@ -9,7 +9,7 @@ rule train:
         checkpoint=lambda w: f"{RES}/checkpoints/{w.paper}/{w.experiment}/{w.scaling}.ckpt",
     threads: 8  # scaled down to --cores locally; set per rule on clusters by the profile
     resources:
-        gpu=0,
+        gpu=1,
     conda:
         "../../envs/environment.yaml"
     log:
