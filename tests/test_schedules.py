@@ -178,3 +178,17 @@ def test_build_schedule_from_yaml_mapping():
     assert edm.sampling_sigmas(8)[-2].item() == pytest.approx(0.01)
     discrete_draws = S.SCHEDULES["linear_beta"]().sample_sigma(100, torch.Generator().manual_seed(1))
     assert torch.all(torch.isin(discrete_draws, S.SCHEDULES["linear_beta"]().sigmas))
+
+
+def test_input_scaled_schedule_shifts_log_snr_by_2_ln_b():
+    # Chen 2023: scaling data by b multiplies SNR by b^2, i.e. divides every sigma by b.
+    from diffrepro.noise import log_snr_from_sigma
+    from diffrepro.schedules import InputScaledSchedule, build_schedule
+
+    inner = build_schedule({"name": "chen_cosine"})
+    scaled = InputScaledSchedule(inner, 0.5)
+    grid, inner_grid = scaled.sampling_sigmas(10), inner.sampling_sigmas(10)
+    shift = log_snr_from_sigma(grid[:-1]) - log_snr_from_sigma(inner_grid[:-1])
+    torch.testing.assert_close(shift, torch.full_like(shift, 2 * math.log(0.5)))
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    torch.testing.assert_close(scaled.sample_sigma(5, g1), inner.sample_sigma(5, g2) / 0.5)

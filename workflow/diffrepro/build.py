@@ -10,7 +10,7 @@ from .denoisers import build_denoiser
 from .losses import LOSSES
 from .models.unet import UNet
 from .scalings import get_scaling
-from .schedules import SCHEDULES, build_schedule, edm_sigmas
+from .schedules import SCHEDULES, InputScaledSchedule, build_schedule, edm_sigmas
 
 
 def build_network(training_spec: dict, in_channels: int = 1) -> UNet:
@@ -21,11 +21,12 @@ def build_network(training_spec: dict, in_channels: int = 1) -> UNet:
 
 
 def build_model(training_spec: dict):
-    """(network, schedule, denoiser) of a training spec."""
+    """(network, schedule, denoiser) of a training spec; the schedule is in the denoiser's data space."""
     net = build_network(training_spec)
     schedule = build_schedule(training_spec["schedule"])
     denoiser = build_denoiser(net, training_spec["parameterisation"], schedule)
-    return net, schedule, denoiser
+    b = float(training_spec["parameterisation"].get("input_scale", 1.0))
+    return net, (schedule if b == 1.0 else InputScaledSchedule(schedule, b)), denoiser
 
 
 def build_loss(training_spec: dict):

@@ -228,6 +228,28 @@ class EDMSchedule:
         return edm_sigmas(steps, self.sigma_min, self.sigma_max, self.rho)
 
 
+class InputScaledSchedule:
+    """A schedule seen from the unit data space of a model trained on data scaled by b.
+
+    Chen 2023 §3: with x0 scaled to b * x0, every sigma of the inner schedule is a sigma of the
+    b-scaled space, so in the unit space it is sigma / b (log SNR shifted by +2 ln b). Pairs with
+    denoisers.InputScaled, which maps the unit space back to the network's.
+    """
+
+    def __init__(self, inner, input_scale):
+        self.inner, self.input_scale = inner, float(input_scale)
+
+    def sample_sigma(self, n, generator=None):
+        return self.inner.sample_sigma(n, generator) / self.input_scale
+
+    def sampling_sigmas(self, steps, **grid):
+        return self.inner.sampling_sigmas(steps, **grid) / self.input_scale
+
+    @property
+    def sigmas(self):
+        return self.inner.sigmas / self.input_scale
+
+
 # ---------------------------------------------------------------- registry (YAML name -> builder)
 
 def _continuous(fn, t_min=0.0, t_max=1.0, t_from_alpha_bar=None, **params):
