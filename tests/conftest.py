@@ -25,6 +25,17 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    # In-process torch tests are tiny: a second intra-op thread only adds contention on 2 cores.
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def project(tmp_path):
     return copy_project(tmp_path / "project")

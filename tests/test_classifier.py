@@ -19,14 +19,6 @@ from diffrepro.models.classifier import (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def bar_images(n, seed=0):
     """Class k = a bright horizontal bar in rows 4+2k..5+2k of a 32x32 image, plus pixel noise."""
     rng = np.random.default_rng(seed)

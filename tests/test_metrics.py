@@ -7,7 +7,6 @@ and the unbiased MMD^2 with the cubic kernel k(x, y) = (x.y / d + 1)^3 (KID, Bin
 formulas on whatever features it gives.
 """
 
-import gzip
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import pytest
 import torch
 from scipy.ndimage import uniform_filter
 
+from diffrepro.data import load_split
 from diffrepro.features import (
     FMNIST_CLASSIFIER,
     INCEPTION,
@@ -34,33 +34,12 @@ from diffrepro.metrics import (
 )
 from diffrepro.models.classifier import FashionClassifier, classifier_input_from_uint8, save_classifier
 
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-
-
-def _read_idx(path):
-    with gzip.open(path) as f:
-        raw = f.read()
-    n_dims = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(n_dims)]
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * n_dims).reshape(dims)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
-def real_images():
+def real_images(fmnist_npz):
     """The first 2000 Fashion-MNIST test images, zero-padded to 32x32, in image space [0, 1]."""
-    path = FASHION_MNIST / "t10k-images-idx3-ubyte.gz"
-    if not path.exists():
-        pytest.skip(f"Fashion-MNIST not installed at {FASHION_MNIST} (apt-get install dataset-fashion-mnist)")
-    pixels = np.pad(_read_idx(path)[:2000], ((0, 0), (2, 2), (2, 2)))[:, None]
-    return (pixels / 255.0).astype(np.float32)
+    return load_split(fmnist_npz, "test", limit=2000)[0]
 
 
 @pytest.fixture(scope="module")

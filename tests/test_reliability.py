@@ -85,15 +85,6 @@ def assert_one_line_error(result, *names):
     return errors[0]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # In-process training on 2 shared cores: a second intra-op thread only adds contention.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(fmnist_npz, tmp_path_factory):
     out = tmp_path_factory.mktemp("uninterrupted")

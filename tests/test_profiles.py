@@ -1,0 +1,381 @@
+"""Execution profiles: what each one asks a cluster for, checked without a cluster.
+
+SLURM: Snakemake runs the paper DAG with the real slurm executor plugin, but the first `sbatch`,
+`sinfo` and `sacct` on PATH are fakes: sbatch records its arguments and prints a job id, sinfo
+names a default partition, sacct reports every job COMPLETED; Snakemake then finds no outputs and
+stops. Kubernetes: Snakemake runs with the real kubernetes executor plugin in a wrapper that
+replaces the kubernetes client's API objects, so the V1Job bodies the plugin builds are recorded
+instead of sent. Each executor is run twice: with only the data present (train, train_classifier
+are ready), and with models, classifier, reference and half the sample sets present (sample,
+evaluate, real_data_floor are ready).
+Every expected request is read from the profile under test.
+"""
+
+import base64
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, copy_project
+
+PROFILES = ROOT / "workflow" / "profiles"
+GPU_RULES = {"train", "sample"}
+READY = {"data": {"train", "train_classifier"}, "models": {"sample", "evaluate", "real_data_floor"}}
+FAKE_DEFAULT_PARTITION = "cpu"
+
+FAKE_SBATCH = """\
+import json, os, sys
+with open(os.environ["FAKE_SLURM_LOG"], "a") as log:
+    log.write(json.dumps(sys.argv[1:]) + "\\n")
+print(1000 + sum(1 for _ in open(os.environ["FAKE_SLURM_LOG"])))
+"""
+FAKE_SACCT = """\
+import os, sys
+if "--name" in sys.argv:  # status query; otherwise the account guess, which finds none
+    for n in range(sum(1 for _ in open(os.environ["FAKE_SLURM_LOG"]))):
+        print(f"{1001 + n}|COMPLETED")
+"""
+FAKE_SINFO = f'print("PARTITION\\n{FAKE_DEFAULT_PARTITION}*\\ngpu")\n'
+
+KUBERNETES_WRAPPER = """\
+import json, os, shutil, sys
+
+import kubernetes
+import snakemake_storage_plugin_fs
+from kubernetes.client import ApiClient, V1Job, V1JobStatus, V1PodList
+
+
+class RecordingBatchApi:
+    def create_namespaced_job(self, namespace, body):
+        with open(os.environ["FAKE_K8S_LOG"], "a") as log:
+            record = {"namespace": namespace, "body": ApiClient().sanitize_for_serialization(body)}
+            log.write(json.dumps(record) + "\\n")
+        return body
+
+    def read_namespaced_job_status(self, name, namespace):
+        return V1Job(status=V1JobStatus(failed=1))
+
+    def delete_namespaced_job(self, *args, **kwargs):
+        pass
+
+
+class QuietCoreApi:
+    def create_namespaced_secret(self, *args, **kwargs):
+        pass
+
+    def delete_namespaced_secret(self, *args, **kwargs):
+        pass
+
+    def list_namespaced_pod(self, *args, **kwargs):
+        return V1PodList(items=[])
+
+    def delete_namespaced_pod(self, *args, **kwargs):
+        pass
+
+
+def copy_without_rsync(self):  # the fs storage plugin stores with rsync, absent on test machines
+    self.query_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(self.local_path(), self.query_path)
+
+
+kubernetes.config.load_kube_config = lambda *args, **kwargs: None
+kubernetes.client.BatchV1Api = RecordingBatchApi
+kubernetes.client.CoreV1Api = QuietCoreApi
+snakemake_storage_plugin_fs.StorageObject.store_object = copy_without_rsync
+
+from snakemake.cli import main
+
+main(sys.argv[1:])
+"""
+
+
+def profile(name):
+    return yaml.safe_load((PROFILES / name / "config.v8+.yaml").read_text())
+
+
+def snakemake(args, cwd, env=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def sbatch_options(argv):
+    """`sbatch` arguments as {option: value}; a flag without a value maps to True."""
+    options, i = {}, 0
+    while i < len(argv):
+        arg = argv[i]
+        if "=" in arg and arg.startswith("--"):
+            key, value = arg.split("=", 1)
+            options[key] = value
+        elif i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+            options[arg] = argv[i + 1]
+            i += 1
+        else:
+            options[arg] = True
+        i += 1
+    return options
+
+
+def job_command_args(command):
+    """The arguments of the `python -m snakemake` call that runs one job (after any set-up call)."""
+    tokens = shlex.split(command)
+    start = max(i for i, t in enumerate(tokens) if t == "snakemake" and tokens[i - 1] == "-m")
+    return tokens[start + 1:]
+
+
+def option_values(tokens, option):
+    i = tokens.index(option) + 1
+    values = []
+    while i < len(tokens) and not tokens[i].startswith("--"):
+        values.append(tokens[i])
+        i += 1
+    return values
+
+
+def decoded(values):
+    return [base64.b64decode(v.removeprefix("base64//")).decode() for v in values]
+
+
+def job_facts(command):
+    """Rule name, --cores and per-rule thread overrides the job's own Snakemake receives."""
+    args = job_command_args(command)
+    threads = dict(entry.split("=") for entry in decoded(option_values(args, "--set-threads")))
+    return option_values(args, "--allowed-rules")[0], option_values(args, "--cores")[0], threads
+
+
+def output_files(project):
+    """{rule: [output files]} of the paper DAG, as Snakemake lists them."""
+    run = snakemake(["--summary", "--config", "scale=paper"], project)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [line.split("\t") for line in run.stdout.splitlines()[1:] if line.strip()]
+    files = {}
+    for row in rows:
+        files.setdefault(row[2], []).append(row[0])
+    return files
+
+
+def put_inputs(root: Path, stage, outputs):
+    """Stand-ins for finished jobs: the data; for "models" also the model, classifier, reference
+    and every other sample set, so that sample, evaluate and real_data_floor jobs are ready."""
+    done = {"fashion_mnist": outputs["fashion_mnist"]}
+    if stage == "models":
+        done.update({rule: outputs[rule] for rule in ("train", "train_classifier", "reference_features")})
+        done["sample"] = sorted(outputs["sample"])[::2]
+    data_time = time.time() - 100  # the data is older than everything made from it
+    for rule, files in done.items():
+        for f in files:
+            path = root / f
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"stand-in")
+            stamp = data_time if rule == "fashion_mnist" else data_time + 50
+            os.utime(path, (stamp, stamp))
+
+
+@pytest.fixture(scope="module")
+def paper_outputs(tmp_path_factory):
+    return output_files(copy_project(tmp_path_factory.mktemp("summary") / "project"))
+
+
+@pytest.fixture(scope="module")
+def sbatch_calls(tmp_path_factory, paper_outputs):
+    """{rule: [sbatch options of each of its jobs]} from the data and the models run."""
+    fake_bin = tmp_path_factory.mktemp("fake_slurm_bin")
+    for name, code in {"sbatch": FAKE_SBATCH, "sacct": FAKE_SACCT, "sinfo": FAKE_SINFO}.items():
+        (fake_bin / name).write_text(f"#!{sys.executable}\n{code}")
+        (fake_bin / name).chmod(0o755)
+    calls = {}
+    for stage in READY:
+        project = copy_project(tmp_path_factory.mktemp(f"slurm_{stage}") / "project")
+        put_inputs(project, stage, paper_outputs)
+        log = project.parent / "sbatch.jsonl"
+        log.touch()
+        env = {**os.environ, "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}", "FAKE_SLURM_LOG": str(log)}
+        # --latency-wait 0: the fake cluster writes no outputs, so stop as soon as that is seen
+        run = snakemake(["--profile", "workflow/profiles/slurm", "--config", "scale=paper",
+                         "--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "0"],
+                        project, env=env)
+        assert "completed successfully, but some output files are missing" in run.stderr, run.stderr[-3000:]
+        for line in log.read_text().splitlines():
+            options = sbatch_options(json.loads(line))
+            rule = job_facts(options["--wrap"])[0]
+            calls.setdefault(rule, []).append(options)
+        assert set(calls) >= READY[stage], (stage, sorted(calls))
+    return calls
+
+
+@pytest.fixture(scope="module")
+def kubernetes_jobs(tmp_path_factory, paper_outputs):
+    """{rule: [(namespace, V1Job body as a dict)]} from the data and the models run."""
+    wrapper = tmp_path_factory.mktemp("fake_kubernetes") / "run_snakemake.py"
+    wrapper.write_text(KUBERNETES_WRAPPER)
+    jobs = {}
+    for stage in READY:
+        project = copy_project(tmp_path_factory.mktemp(f"k8s_{stage}") / "project")
+        volume = project.parent / "volume"  # stands in for the persistent volume's mount path
+        put_inputs(volume, stage, paper_outputs)
+        log = project.parent / "jobs.jsonl"
+        log.touch()
+        env = {**os.environ, "FAKE_K8S_LOG": str(log)}
+        cmd = [sys.executable, str(wrapper), "--profile", "workflow/profiles/kubernetes", "--config", "scale=paper",
+               "--default-storage-prefix", str(volume), "--seconds-between-status-checks", "1"]
+        run = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=120)
+        assert "At least one job did not complete successfully" in run.stderr, run.stderr[-3000:]
+        for line in log.read_text().splitlines():
+            record = json.loads(line)
+            container = record["body"]["spec"]["template"]["spec"]["containers"][0]
+            rule = job_facts(container["args"][-1])[0]
+            jobs.setdefault(rule, []).append((record["namespace"], record["body"]))
+        assert set(jobs) >= READY[stage], (stage, sorted(jobs))
+    return jobs
+
+
+# --- the rules' own declarations, as Snakemake evaluates them ---------------------------------
+
+def test_paper_dag_dry_run_with_slurm_profile_is_fast_and_only_gpu_rules_ask_for_a_gpu(tmp_path):
+    project = copy_project(tmp_path / "project")
+    start = time.perf_counter()
+    run = snakemake(["-n", "--cores", "all", "--config", "scale=paper", "--profile", "workflow/profiles/slurm"],
+                    project)
+    seconds = time.perf_counter() - start
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert seconds < 10, seconds
+    gpus = {}  # rule: the gpu values of its jobs (None: no gpu resource)
+    for rule, block in re.findall(r"^rule (\w+):\n(.*?)(?=^\S|\Z)", run.stdout + run.stderr, flags=re.M | re.S):
+        gpu = re.search(r"^\s+resources: .*\bgpu=(\d+)", block, flags=re.M)
+        gpus.setdefault(rule, set()).add(gpu and gpu.group(1))
+    assert {rule for rule, values in gpus.items() if values == {"1"}} == GPU_RULES
+    assert all(values == {None} for rule, values in gpus.items() if rule not in GPU_RULES)
+
+
+def test_default_profile_limits_gpu_jobs_to_one_gpu(tmp_path):
+    local = profile("default")
+    assert local["resources"] == {"gpu": 1}
+    project = copy_project(tmp_path / "project")
+    run = snakemake(["-n", "--profile", "workflow/profiles/default", "--config", "scale=smoke"], project)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "train" in run.stdout and "sample" in run.stdout
+
+
+# --- SLURM ----------------------------------------------------------------------------------
+
+def test_slurm_gpu_jobs_request_one_gpu_with_cpus_per_gpu(sbatch_calls):
+    slurm = profile("slurm")
+    for rule in GPU_RULES:
+        wanted = slurm["set-resources"][rule]
+        threads = slurm["set-threads"][rule]
+        assert wanted["cpus_per_gpu"] == threads
+        for options in sbatch_calls[rule]:
+            assert options["--gpus"] == "1", rule
+            assert options["-p"] == wanted["slurm_partition"]
+            assert options["--cpus-per-gpu"] == str(threads)
+            assert "--cpus-per-task" not in options
+            assert options["--mem"] == str(wanted["mem_mb"])
+            assert options["-t"] == str(wanted["runtime"])
+
+
+def test_slurm_cpu_jobs_request_no_gpu_and_their_threads_as_cpus(sbatch_calls):
+    slurm = profile("slurm")
+    cpu_rules = set(sbatch_calls) - GPU_RULES
+    assert cpu_rules >= {"train_classifier", "evaluate", "real_data_floor"}
+    for rule in cpu_rules:
+        wanted = {**slurm["default-resources"], **slurm["set-resources"].get(rule, {})}
+        for options in sbatch_calls[rule]:
+            assert not any(key.startswith(("--gpus", "--gres")) for key in options), (rule, options)
+            assert options["-p"] == wanted.get("slurm_partition", FAKE_DEFAULT_PARTITION)
+            assert options["--cpus-per-task"] == str(slurm["set-threads"].get(rule, 1))
+            assert options["--mem"] == str(wanted["mem_mb"])
+            assert options["-t"] == str(wanted["runtime"])
+
+
+def test_slurm_jobs_use_their_allocation_on_the_node(sbatch_calls):
+    slurm = profile("slurm")
+    for rule, calls in sbatch_calls.items():
+        for options in calls:
+            _, cores, threads = job_facts(options["--wrap"])
+            assert cores == "all"  # not capped by the login node
+            assert {k: int(v) for k, v in threads.items()} == slurm["set-threads"]
+
+
+def test_slurm_profile_leaves_managed_options_out_of_slurm_extra():
+    slurm = profile("slurm")
+    resources = [slurm["default-resources"], *slurm["set-resources"].values()]
+    assert not any("slurm_extra" in r for r in resources)
+
+
+# --- Kubernetes -----------------------------------------------------------------------------
+
+def pod(body):
+    return body["spec"]["template"]["spec"]
+
+
+def test_kubernetes_profile_keeps_storage_on_the_persistent_volume():
+    k8s = profile("kubernetes")
+    [volume] = k8s["kubernetes-persistent-volumes"]
+    assert k8s["default-storage-provider"] == "fs"
+    assert k8s["default-storage-prefix"] == volume.split(":")[1]
+
+
+def test_kubernetes_image_is_tagged_with_the_package_version():
+    version = re.search(r'^version = "(.+)"', (ROOT / "pyproject.toml").read_text(), flags=re.M).group(1)
+    assert profile("kubernetes")["container-image"].rsplit(":", 1)[1] == version
+
+
+def test_kubernetes_jobs_use_own_image_namespace_and_persistent_volume(kubernetes_jobs):
+    k8s = profile("kubernetes")
+    claim, mount = k8s["kubernetes-persistent-volumes"][0].split(":")
+    for rule, jobs in kubernetes_jobs.items():
+        for namespace, body in jobs:
+            assert namespace == k8s["kubernetes-namespace"]
+            [container] = pod(body)["containers"]
+            assert container["image"] == k8s["container-image"]
+            volumes = {v["name"]: v for v in pod(body)["volumes"]}
+            assert volumes[claim]["persistentVolumeClaim"]["claimName"] == claim
+            assert {"name": claim, "mountPath": mount} in container["volumeMounts"]
+
+
+def test_kubernetes_gpu_jobs_have_gpu_limits_and_tolerate_gpu_nodes(kubernetes_jobs):
+    k8s = profile("kubernetes")
+    for rule in GPU_RULES:
+        assert k8s["set-resources"][rule]["gpu_manufacturer"] == "nvidia"
+        for _, body in kubernetes_jobs[rule]:
+            resources = pod(body)["containers"][0]["resources"]
+            assert resources["limits"]["nvidia.com/gpu"] == "1"
+            assert resources["requests"]["nvidia.com/gpu"] == "1"  # extended resources: request = limit
+            assert {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present",
+                    "effect": "NoSchedule"} in pod(body)["tolerations"]
+
+
+def test_kubernetes_cpu_and_memory_follow_the_profile(kubernetes_jobs):
+    k8s = profile("kubernetes")
+    assert set(kubernetes_jobs) - GPU_RULES >= {"train_classifier", "evaluate", "real_data_floor"}
+    for rule, jobs in kubernetes_jobs.items():
+        mem_mb = {**k8s["default-resources"], **k8s["set-resources"].get(rule, {})}["mem_mb"]
+        threads = k8s["set-threads"].get(rule, 1)
+        for _, body in jobs:
+            container = pod(body)["containers"][0]
+            limits = container["resources"]["limits"]
+            assert limits["cpu"] == f"{threads * 1000}m"
+            assert limits["memory"] == f"{mem_mb}M"
+            if rule not in GPU_RULES:
+                assert "nvidia.com/gpu" not in limits and not pod(body).get("tolerations")
+            _, cores, overrides = job_facts(container["args"][-1])
+            assert cores == "all" and int(overrides[rule]) == threads
+
+
+# --- the image the Kubernetes jobs run ------------------------------------------------------
+
+def test_dockerfile_installs_the_pinned_requirements_and_copies_existing_files():
+    dockerfile = (ROOT / "envs" / "Dockerfile").read_text()
+    instructions = [" ".join(line.split()) for line in
+                    textwrap.dedent(dockerfile).replace("\\\n", " ").splitlines() if line and line[0] != "#"]
+    copies = [i.split()[1:-1] for i in instructions if i.startswith("COPY ")]
+    assert copies and all((ROOT / src).exists() for srcs in copies for src in srcs)
+    assert any("pip install -r envs/requirements.txt" in i for i in instructions)
+    assert any("rsync" in i for i in instructions if i.startswith("RUN "))  # the fs storage plugin copies with it
