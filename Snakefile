@@ -37,10 +37,20 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+# Rule files of papers that need an extra stage append their metrics files here.
+EXTRA_METRICS = []
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/evaluate.smk"
+
+
+for rule_file in sorted(Path(config["replications"]).glob("*.smk")):
+
+    include: str(rule_file.resolve())
+
 include: "workflow/rules/report.smk"
 
 

@@ -166,3 +166,39 @@ def test_snakemake_dry_run_quick_builds_dag(project):
     assert r.returncode == 0, r.stderr[-2000:]
     for rule in ("train", "sample", "evaluate", "real_data_floor", "aggregate_metrics", "report"):
         assert rule in r.stdout
+
+
+def _with_sharing_experiment(tmp_path, model="ddpm_2020/eps_simple", scalings=("symmetric",)):
+    d = _write_replication(tmp_path, DDPM)
+    doc = {"paper": "sharer", "title": "t", "citation": "c", "experiments": {"reuse": {
+        "description": "samples the DDPM network", "model": model, "input_scalings": list(scalings),
+        "samplers": [{"label": "euler", "name": "euler", "steps": [5]}]}}}
+    (d / "sharer.yaml").write_text(yaml.safe_dump(doc))
+    return d
+
+
+def test_shared_model_is_sampled_not_trained(tmp_path):
+    plan = Plan(load_config({**copy.deepcopy(CONFIG), "scale": "smoke"}), load_replications(_with_sharing_experiment(tmp_path)))
+    assert [t["paper"] for t in plan.trainings()] == ["ddpm_2020"]
+    runs = [r for r in plan.sample_runs() if r["paper"] == "sharer"]
+    assert runs and plan.trained_by("sharer", "reuse") == ("ddpm_2020", "eps_simple")
+    spec = plan.sample_spec("sharer", "reuse", "symmetric", "euler", 5, 0)
+    assert spec["run"]["paper"] == "sharer" and spec["training"] == plan.training_spec("ddpm_2020", "eps_simple", "symmetric")
+
+
+@pytest.mark.parametrize("model,scalings,hint", [
+    ("ddpm_2020/nope", ("symmetric",), "not a trained experiment (trained: ddpm_2020/eps_simple)"),
+    ("sharer/reuse", ("symmetric",), "not a trained experiment"),
+    ("ddpm_2020/eps_simple", ("unit",), "not trained with input scaling(s) unit (trained: symmetric)"),
+])
+def test_bad_shared_model_reference(tmp_path, model, scalings, hint):
+    with pytest.raises(ConfigError) as err:
+        load_replications(_with_sharing_experiment(tmp_path, model, scalings))
+    assert "sharer.yaml: experiments.reuse.model" in str(err.value) and hint in str(err.value)
+
+
+def test_experiment_cannot_both_train_and_share(tmp_path):
+    doc = copy.deepcopy(DDPM)
+    doc["experiments"]["eps_simple"]["model"] = "ddpm_2020/eps_simple"
+    with pytest.raises(ConfigError, match="experiments.eps_simple"):
+        load_replications(_write_replication(tmp_path, doc))

@@ -12,6 +12,8 @@ import jsonschema
 import yaml
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+# sampler options whose value names an auxiliary network ('paper/name') a paper's rule file trains
+AUX_OPTIONS = ("noise_level_predictor",)
 
 
 class ConfigError(ValueError):
@@ -80,7 +82,27 @@ def load_replications(directory, config_source="config") -> dict:
         replications[doc["paper"]] = doc
     if not replications:
         raise ConfigError(f"{config_source}: replications: no *.yaml files in {directory}")
+    _check_shared_models(replications, directory)
     return replications
+
+
+def _check_shared_models(replications: dict, directory: Path) -> None:
+    """An experiment that samples another's network must name a trained one with its scalings."""
+    for paper, doc in replications.items():
+        for name, exp in doc["experiments"].items():
+            if "model" not in exp:
+                continue
+            where = f"{directory / (paper + '.yaml')}: experiments.{name}.model"
+            src_paper, src_exp = exp["model"].split("/")
+            source = replications.get(src_paper, {}).get("experiments", {}).get(src_exp)
+            if source is None or "model" in source:
+                trained = [f"{p}/{e}" for p, d in replications.items() for e, x in d["experiments"].items()
+                           if "model" not in x]
+                raise ConfigError(f"{where}: {exp['model']!r} is not a trained experiment (trained: {', '.join(trained)})")
+            missing = sorted(set(exp["input_scalings"]) - set(source["input_scalings"]))
+            if missing:
+                raise ConfigError(f"{where}: {exp['model']} is not trained with input scaling(s) {', '.join(missing)} "
+                                  f"(trained: {', '.join(source['input_scalings'])})")
 
 
 def load_config(config: dict, source="workflow/config.yaml") -> dict:
@@ -117,8 +139,23 @@ class Plan:
     def experiment(self, paper: str, experiment: str) -> dict:
         return self.replications[paper]["experiments"][experiment]
 
+    def trained_by(self, paper: str, experiment: str) -> tuple:
+        """(paper, experiment) whose network this experiment samples: itself or its `model:`."""
+        exp = self.experiment(paper, experiment)
+        return tuple(exp["model"].split("/")) if "model" in exp else (paper, experiment)
+
+    def model_path(self, results: str, w) -> str:
+        paper, experiment = self.trained_by(w.paper, w.experiment)
+        return f"{results}/models/{paper}/{experiment}/{w.scaling}/model.pt"
+
+    def aux_inputs(self, results: str, w) -> dict:
+        """Auxiliary networks a sampler uses (e.g. the t-free noise-level predictor), by option name."""
+        options = self.sampler(w.paper, w.experiment, w.sampler).get("options", {})
+        return {key: f"{results}/aux/{options[key]}.pt" for key in AUX_OPTIONS if key in options}
+
     def training_spec(self, paper: str, experiment: str, scaling: str) -> dict:
         """Everything that determines a trained network (its hash keys its results)."""
+        paper, experiment = self.trained_by(paper, experiment)
         exp, sc = self.experiment(paper, experiment), self.scale_cfg
         return copy.deepcopy({
             "paper": paper, "experiment": experiment, "input_scaling": scaling,
@@ -136,6 +173,7 @@ class Plan:
     def sample_spec(self, paper, experiment, scaling, label, steps, seed) -> dict:
         sampler = self.sampler(paper, experiment, label)
         return {
+            "run": {"paper": paper, "experiment": experiment, "input_scaling": scaling},
             "training": self.training_spec(paper, experiment, scaling),
             "sampler": {"label": label, "name": sampler["name"], "options": sampler.get("options", {}),
                         "grid": sampler.get("grid", {}), "steps": int(steps)},
@@ -157,15 +195,20 @@ class Plan:
                 f"seed{r['seed']}.csv" for r in self.sample_runs()]
         return runs + [f"{results}/metrics/real_data/seed{s}.csv" for s in self.scale_cfg["sampling"]["seeds"]]
 
-    def trainings(self):
+    def runs(self):
+        """Every (paper, experiment, scaling) that is sampled."""
         for paper, rep in self.replications.items():
             for name, exp in rep["experiments"].items():
                 for scaling in exp["input_scalings"]:
                     yield {"paper": paper, "experiment": name, "scaling": scaling}
 
+    def trainings(self):
+        """The runs that train a network of their own."""
+        return (r for r in self.runs() if "model" not in self.experiment(r["paper"], r["experiment"]))
+
     def sample_runs(self):
         seeds = self.scale_cfg["sampling"]["seeds"]
-        for t in self.trainings():
+        for t in self.runs():
             for sampler in self.experiment(t["paper"], t["experiment"])["samplers"]:
                 for steps in steps_for(sampler, self.scale):
                     for seed in seeds:

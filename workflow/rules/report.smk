@@ -1,6 +1,6 @@
 rule aggregate_metrics:
     input:
-        PLAN.metric_files(RES),
+        PLAN.metric_files(RES) + EXTRA_METRICS,
     output:
         f"{RES}/metrics.csv",
     conda:

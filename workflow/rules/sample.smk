@@ -1,10 +1,11 @@
 rule sample:
     input:
-        model=f"{RES}/models/{{paper}}/{{experiment}}/{{scaling}}/model.pt",
+        unpack(lambda w: {"model": PLAN.model_path(RES, w), **PLAN.aux_inputs(RES, w)}),
     output:
         f"{RES}/samples/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.npz",
     params:
         spec=PLAN.sample_spec_json,
+        aux=lambda w, input: " ".join(f"--aux {k}={v}" for k, v in input.items() if k != "model"),
     threads: 8  # scaled down to --cores locally; set per rule on clusters by the profile
     resources:
         gpu=1,
@@ -16,4 +17,4 @@ rule sample:
         f"{RES}/benchmarks/sample/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.tsv"
     shell:
         "python -m diffrepro.stages.sample --spec {params.spec:q} --model {input.model} "
-        "--out {output} --threads {threads} 2> {log}"
+        "{params.aux} --out {output} --threads {threads} 2> {log}"

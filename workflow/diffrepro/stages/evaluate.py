@@ -36,8 +36,7 @@ def real_floor_run(data, n, seed, resolution):
 def sample_run(path):
     images, meta = load_samples(path)
     spec, training = meta["spec"], meta["spec"]["training"]
-    run = {"paper": training["paper"], "experiment": training["experiment"],
-           "input_scaling": training["input_scaling"], "sampler": spec["sampler"]["label"],
+    run = {**spec["run"], "sampler": spec["sampler"]["label"],
            "sampler_name": spec["sampler"]["name"], "steps": spec["sampler"]["steps"], "nfe": meta["nfe"],
            "seed": spec["seed"], "config_hash": config_hash(training)}
     return images, run

@@ -16,6 +16,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--spec", required=True, help="resolved sample spec (JSON)")
     p.add_argument("--model", required=True)
+    p.add_argument("--aux", action="append", default=[], metavar="OPTION=PATH",
+                   help="an auxiliary network for a sampler option (e.g. noise_level_predictor=...)")
     p.add_argument("--out", required=True)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -23,7 +25,8 @@ def main(argv=None):
 
     spec = json.loads(args.spec)
     model_file = load_checkpoint(args.model, "trained model", required=("spec", "state_dict"))
-    images, info = draw_samples(model_file, spec)
+    aux = dict(item.split("=", 1) for item in args.aux)
+    images, info = draw_samples(model_file, spec, aux=aux)
     if info["non_finite"]:
         # clip() would hide NaNs as 0/1 pixels; a diverged sampler must not get a FID.
         raise SystemExit(f"error: {info['non_finite']} non-finite pixels sampling {args.out}; the sampler diverged")
