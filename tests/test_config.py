@@ -189,7 +189,7 @@ def test_shared_model_is_sampled_not_trained(tmp_path):
 @pytest.mark.parametrize("model,scalings,hint", [
     ("ddpm_2020/nope", ("symmetric",), "not a trained experiment (trained: ddpm_2020/eps_simple)"),
     ("sharer/reuse", ("symmetric",), "not a trained experiment"),
-    ("ddpm_2020/eps_simple", ("unit",), "not trained with input scaling(s) unit (trained: symmetric)"),
+    ("ddpm_2020/eps_simple", ("unit",), "not trained with input scaling(s) unit at scale smoke (trained: symmetric)"),
 ])
 def test_bad_shared_model_reference(tmp_path, model, scalings, hint):
     with pytest.raises(ConfigError) as err:

@@ -99,10 +99,15 @@ def _check_shared_models(replications: dict, directory: Path) -> None:
                 trained = [f"{p}/{e}" for p, d in replications.items() for e, x in d["experiments"].items()
                            if "model" not in x]
                 raise ConfigError(f"{where}: {exp['model']!r} is not a trained experiment (trained: {', '.join(trained)})")
-            missing = sorted(set(exp["input_scalings"]) - set(source["input_scalings"]))
-            if missing:
-                raise ConfigError(f"{where}: {exp['model']} is not trained with input scaling(s) {', '.join(missing)} "
-                                  f"(trained: {', '.join(source['input_scalings'])})")
+            for scale in ("smoke", "quick", "paper"):
+                missing = sorted(set(per_scale(exp["input_scalings"], scale)) -
+                                 set(per_scale(source["input_scalings"], scale)))
+                if missing:
+                    raise ConfigError(f"{where}: {exp['model']} is not trained with input scaling(s) "
+                                      f"{', '.join(missing)} at scale {scale} (trained: "
+                                      f"{', '.join(per_scale(source['input_scalings'], scale))})")
+                if scale in exp.get("scales", [scale]) and scale not in source.get("scales", [scale]):
+                    raise ConfigError(f"{where}: {exp['model']} is not trained at scale {scale}")
 
 
 def load_config(config: dict, source="workflow/config.yaml") -> dict:
@@ -122,9 +127,13 @@ def config_hash(spec: dict) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def per_scale(value, scale: str) -> list:
+    """A YAML list that applies to every scale, or a {scale: list} mapping (absent scale: empty)."""
+    return value if isinstance(value, list) else value.get(scale, [])
+
+
 def steps_for(sampler: dict, scale: str) -> list:
-    steps = sampler["steps"]
-    return steps if isinstance(steps, list) else steps.get(scale, [])
+    return per_scale(sampler["steps"], scale)
 
 
 class Plan:
@@ -159,9 +168,9 @@ class Plan:
         exp, sc = self.experiment(paper, experiment), self.scale_cfg
         return copy.deepcopy({
             "paper": paper, "experiment": experiment, "input_scaling": scaling,
-            "resolution": sc["resolution"], "train_limit": sc["train_limit"],
+            "resolution": exp.get("resolution", sc["resolution"]), "train_limit": sc["train_limit"],
             "schedule": exp["schedule"], "parameterisation": exp["parameterisation"], "loss": exp["loss"],
-            "unet": {**sc["unet"], **exp.get("network", {})}, "train": sc["train"],
+            "unet": {**sc["unet"], **exp.get("network", {})}, "train": {**sc["train"], **exp.get("train", {})},
         })
 
     def sampler(self, paper: str, experiment: str, label: str) -> dict:
@@ -199,7 +208,9 @@ class Plan:
         """Every (paper, experiment, scaling) that is sampled."""
         for paper, rep in self.replications.items():
             for name, exp in rep["experiments"].items():
-                for scaling in exp["input_scalings"]:
+                if self.scale not in exp.get("scales", [self.scale]):
+                    continue
+                for scaling in per_scale(exp["input_scalings"], self.scale):
                     yield {"paper": paper, "experiment": name, "scaling": scaling}
 
     def trainings(self):

@@ -132,10 +132,16 @@ def load_split(npz_path, split: str, resolution: int = 32, limit: int | None = N
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     x = np.pad(images, ((0, 0), (2, 2), (2, 2))).astype(np.float32)[:, None] / 255.0
-    if resolution != 32:
-        import torch
-        import torch.nn.functional as F
+    return resample(x, resolution), labels.astype(np.int64)
 
-        x = F.interpolate(torch.from_numpy(x), size=(resolution, resolution), mode="bilinear",
-                          antialias=resolution < 32, align_corners=False).clamp(0, 1).numpy()
-    return x, labels.astype(np.int64)
+
+def resample(images: np.ndarray, resolution: int) -> np.ndarray:
+    """Images [N,C,H,W] in [0,1] resized bilinearly (antialiased when shrinking) to resolution²."""
+    if images.shape[-1] == resolution:
+        return images
+    import torch
+    import torch.nn.functional as F
+
+    x = F.interpolate(torch.from_numpy(np.ascontiguousarray(images)), size=(resolution, resolution),
+                      mode="bilinear", antialias=resolution < images.shape[-1], align_corners=False)
+    return x.clamp(0, 1).numpy()

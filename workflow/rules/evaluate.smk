@@ -75,4 +75,5 @@ rule evaluate:
         f"{RES}/logs/evaluate/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.log",
     shell:
         "python -m diffrepro.stages.evaluate --samples {input.samples} --classifier {input.classifier} "
-        "--reference {input.reference} --fid {params.fid:q} --out {output} --threads {threads} 2> {log}"
+        "--reference {input.reference} --resolution {params.resolution} --fid {params.fid:q} --out {output} "
+        "--threads {threads} 2> {log}"

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..config import config_hash
-from ..data import load_split
+from ..data import load_split, resample
 from ..features import FMNIST_CLASSIFIER, Extractor
 from ..metrics import compute_metrics
 from ..metrics_table import rows_for
@@ -60,6 +60,8 @@ def main(argv=None):
 
     if args.samples:
         images, run = sample_run(args.samples)
+        # models trained at another resolution (Chen 2023's sweep) are scored at the reference's
+        images = resample(images, args.resolution)
         name = args.samples
     else:
         images, run = real_floor_run(args.real_data, args.n, args.seed, args.resolution)
