@@ -52,9 +52,11 @@ for rule_file in sorted(Path(config["replications"]).glob("*.smk")):
     include: str(rule_file.resolve())
 
 include: "workflow/rules/report.smk"
+include: "workflow/rules/claims.smk"
 
 
 rule all:
     input:
         f"{RES}/metrics.csv",
         f"{REPORT}/README.md",
+        f"{RES}/claims.csv",

@@ -5,10 +5,10 @@ SLURM: Snakemake runs the paper DAG with the real slurm executor plugin, but the
 names a default partition, sacct reports every job COMPLETED; Snakemake then finds no outputs and
 stops. Kubernetes: Snakemake runs with the real kubernetes executor plugin in a wrapper that
 replaces the kubernetes client's API objects, so the V1Job bodies the plugin builds are recorded
-instead of sent. Each executor is run twice: with only the data present (train, train_classifier
-are ready), and with models, classifier, reference and half the sample sets present (sample,
-evaluate, real_data_floor are ready).
-Every expected request is read from the profile under test.
+instead of sent (and, in one test, their container command is run the way a pod would run it).
+Each executor is run twice: with only the data present (train, train_classifier are ready), and
+with models, classifier, reference and half the sample sets present (sample, evaluate,
+real_data_floor are ready). Every expected request is read from the profile under test.
 """
 
 import base64
@@ -18,38 +18,49 @@ import re
 import shlex
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
-from conftest import ROOT, copy_project
+from conftest import FMNIST_DEBIAN, ROOT, copy_project
 
 PROFILES = ROOT / "workflow" / "profiles"
 GPU_RULES = {"train", "sample"}
 READY = {"data": {"train", "train_classifier"}, "models": {"sample", "evaluate", "real_data_floor"}}
 FAKE_DEFAULT_PARTITION = "cpu"
 
-FAKE_SBATCH = """\
+FAKES = {
+    "sbatch": """\
 import json, os, sys
-with open(os.environ["FAKE_SLURM_LOG"], "a") as log:
+with open(os.environ["FAKE_RECORD"], "a") as log:
     log.write(json.dumps(sys.argv[1:]) + "\\n")
-print(1000 + sum(1 for _ in open(os.environ["FAKE_SLURM_LOG"])))
-"""
-FAKE_SACCT = """\
+print(1000 + sum(1 for _ in open(os.environ["FAKE_RECORD"])))
+""",
+    "sacct": """\
 import os, sys
-if "--name" in sys.argv:  # status query; otherwise the account guess, which finds none
-    for n in range(sum(1 for _ in open(os.environ["FAKE_SLURM_LOG"]))):
+if "--name" in sys.argv:  # the status query; otherwise it is the account guess, which finds none
+    for n in range(sum(1 for _ in open(os.environ["FAKE_RECORD"]))):
         print(f"{1001 + n}|COMPLETED")
-"""
-FAKE_SINFO = f'print("PARTITION\\n{FAKE_DEFAULT_PARTITION}*\\ngpu")\n'
+""",
+    "sinfo": f'print("PARTITION\\n{FAKE_DEFAULT_PARTITION}*\\ngpu")\n',
+    # the fs storage plugin moves files with rsync, which test machines need not have
+    "rsync": """\
+import os, shutil, sys
+*options, source, target = sys.argv[1:]
+os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+if os.path.isdir(source):
+    shutil.copytree(source, target, dirs_exist_ok=True)
+else:
+    shutil.copy2(source, target)
+""",
+}
 
 KUBERNETES_WRAPPER = """\
-import json, os, re, shutil, subprocess, sys, tempfile
+import json, os, re, subprocess, sys, tempfile
 
 import kubernetes
-import snakemake_storage_plugin_fs
 from kubernetes.client import ApiClient, V1Job, V1JobStatus, V1PodList
 
 RUN_PODS = os.environ.get("FAKE_K8S_RUN_PODS") == "1"
@@ -57,8 +68,8 @@ exit_codes = {}
 
 
 def run_pod(body):
-    \"\"\"Run the job's container command as a kubelet would, in an empty working directory. The
-    image already holds the storage plugin, so the pip install that fetches it is left out.\"\"\"
+    # As a kubelet would, in an empty working directory. The image already holds the storage
+    # plugin, so the pip install that fetches it (from an index) is left out.
     [container] = body.spec.template.spec.containers
     command = re.sub(r"^pip install --target \\S+ [^&]*&& ", "", container.args[-1])
     return subprocess.run([*container.command, "-c", command], cwd=tempfile.mkdtemp()).returncode
@@ -66,7 +77,7 @@ def run_pod(body):
 
 class RecordingBatchApi:
     def create_namespaced_job(self, namespace, body):
-        with open(os.environ["FAKE_K8S_LOG"], "a") as log:
+        with open(os.environ["FAKE_RECORD"], "a") as log:
             record = {"namespace": namespace, "body": ApiClient().sanitize_for_serialization(body)}
             log.write(json.dumps(record) + "\\n")
         if RUN_PODS:
@@ -95,29 +106,13 @@ class QuietCoreApi:
         pass
 
 
-def copy_without_rsync(self):  # the fs storage plugin stores with rsync, absent on test machines
-    self.query_path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(self.local_path(), self.query_path)
-
-
 kubernetes.config.load_kube_config = lambda *args, **kwargs: None
 kubernetes.client.BatchV1Api = RecordingBatchApi
 kubernetes.client.CoreV1Api = QuietCoreApi
-snakemake_storage_plugin_fs.StorageObject.store_object = copy_without_rsync
 
 from snakemake.cli import main
 
 main(sys.argv[1:])
-"""
-# Job pods move files with rsync; test machines need not have it.
-FAKE_RSYNC = """\
-import os, shutil, sys
-*options, source, target = sys.argv[1:]
-os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
-if os.path.isdir(source):
-    shutil.copytree(source, target, dirs_exist_ok=True)
-else:
-    shutil.copy2(source, target)
 """
 
 
@@ -128,6 +123,11 @@ def profile(name):
 def snakemake(args, cwd, env=None, timeout=120):
     return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def kubernetes_command(wrapper, *args):
+    return [sys.executable, str(wrapper), "--profile", "workflow/profiles/kubernetes",
+            "--seconds-between-status-checks", "1", *args]
 
 
 def sbatch_options(argv):
@@ -147,13 +147,6 @@ def sbatch_options(argv):
     return options
 
 
-def job_command_args(command):
-    """The arguments of the `python -m snakemake` call that runs one job (after any set-up call)."""
-    tokens = shlex.split(command)
-    start = max(i for i, t in enumerate(tokens) if t == "snakemake" and tokens[i - 1] == "-m")
-    return tokens[start + 1:]
-
-
 def option_values(tokens, option):
     i = tokens.index(option) + 1
     values = []
@@ -163,26 +156,14 @@ def option_values(tokens, option):
     return values
 
 
-def decoded(values):
-    return [base64.b64decode(v.removeprefix("base64//")).decode() for v in values]
-
-
 def job_facts(command):
-    """Rule name, --cores and per-rule thread overrides the job's own Snakemake receives."""
-    args = job_command_args(command)
-    threads = dict(entry.split("=") for entry in decoded(option_values(args, "--set-threads")))
+    """Rule, --cores and per-rule thread overrides that the job's own Snakemake call receives
+    (the last `python -m snakemake` in the command; a pod first deploys the sources)."""
+    tokens = shlex.split(command)
+    args = tokens[max(i for i, t in enumerate(tokens) if t == "snakemake" and tokens[i - 1] == "-m") + 1:]
+    encoded = option_values(args, "--set-threads")
+    threads = dict(base64.b64decode(v.removeprefix("base64//")).decode().split("=") for v in encoded)
     return option_values(args, "--allowed-rules")[0], option_values(args, "--cores")[0], threads
-
-
-def output_files(project):
-    """{rule: [output files]} of the paper DAG, as Snakemake lists them."""
-    run = snakemake(["--summary", "--config", "scale=paper"], project)
-    assert run.returncode == 0, run.stderr[-3000:]
-    rows = [line.split("\t") for line in run.stdout.splitlines()[1:] if line.strip()]
-    files = {}
-    for row in rows:
-        files.setdefault(row[2], []).append(row[0])
-    return files
 
 
 def put_inputs(root: Path, stage, outputs):
@@ -203,64 +184,89 @@ def put_inputs(root: Path, stage, outputs):
 
 
 @pytest.fixture(scope="module")
-def paper_outputs(tmp_path_factory):
-    return output_files(copy_project(tmp_path_factory.mktemp("summary") / "project"))
+def fake_env(tmp_path_factory):
+    """os.environ with the fake cluster tools first on PATH."""
+    fake_bin = tmp_path_factory.mktemp("fake_bin")
+    for name, code in FAKES.items():
+        (fake_bin / name).write_text(f"#!{sys.executable}\n{code}")
+        (fake_bin / name).chmod(0o755)
+    return {**os.environ, "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}"}
 
 
 @pytest.fixture(scope="module")
-def sbatch_calls(tmp_path_factory, paper_outputs):
-    """{rule: [sbatch options of each of its jobs]} from the data and the models run."""
-    fake_bin = tmp_path_factory.mktemp("fake_slurm_bin")
-    for name, code in {"sbatch": FAKE_SBATCH, "sacct": FAKE_SACCT, "sinfo": FAKE_SINFO}.items():
-        (fake_bin / name).write_text(f"#!{sys.executable}\n{code}")
-        (fake_bin / name).chmod(0o755)
-    calls = {}
+def kubernetes_wrapper(tmp_path_factory):
+    wrapper = tmp_path_factory.mktemp("fake_kubernetes") / "run_snakemake.py"
+    wrapper.write_text(KUBERNETES_WRAPPER)
+    return wrapper
+
+
+@pytest.fixture(scope="module")
+def paper_outputs(tmp_path_factory):
+    """{rule: [output files]} of the paper DAG, as Snakemake lists them."""
+    run = snakemake(["--summary", "--config", "scale=paper"], copy_project(tmp_path_factory.mktemp("summary") / "p"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    files = {}
+    for row in (line.split("\t") for line in run.stdout.splitlines()[1:] if line.strip()):
+        files.setdefault(row[2], []).append(row[0])
+    return files
+
+
+def submit_both_stages(tmp_path_factory, paper_outputs, env, command, inputs_on_volume=False):
+    """Run `command(volume)` for both stages at once, each in its own project copy whose fakes
+    append to their own record file; {stage: ([records], Snakemake's stderr)}."""
+    started = {}
     for stage in READY:
-        project = copy_project(tmp_path_factory.mktemp(f"slurm_{stage}") / "project")
-        put_inputs(project, stage, paper_outputs)
-        log = project.parent / "sbatch.jsonl"
-        log.touch()
-        env = {**os.environ, "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}", "FAKE_SLURM_LOG": str(log)}
-        # --latency-wait 0: the fake cluster writes no outputs, so stop as soon as that is seen
-        run = snakemake(["--profile", "workflow/profiles/slurm", "--config", "scale=paper",
-                         "--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "0"],
-                        project, env=env)
-        assert "completed successfully, but some output files are missing" in run.stderr, run.stderr[-3000:]
-        for line in log.read_text().splitlines():
-            options = sbatch_options(json.loads(line))
-            rule = job_facts(options["--wrap"])[0]
-            calls.setdefault(rule, []).append(options)
+        project = copy_project(tmp_path_factory.mktemp(stage) / "project")
+        volume = project.parent / "volume"  # stands in for the persistent volume's mount path
+        put_inputs(volume if inputs_on_volume else project, stage, paper_outputs)
+        record, stderr = project.parent / "record.jsonl", project.parent / "stderr.txt"
+        record.touch()
+        with open(stderr, "w") as err:
+            process = subprocess.Popen(command(volume), cwd=project, stdout=subprocess.DEVNULL, stderr=err,
+                                       env={**env, "FAKE_RECORD": str(record)})
+        started[stage] = process, record, stderr
+    results = {}
+    for stage, (process, record, stderr) in started.items():
+        process.wait(timeout=180)
+        results[stage] = [json.loads(line) for line in record.read_text().splitlines()], stderr.read_text()
+    return results
+
+
+@pytest.fixture(scope="module")
+def sbatch_calls(tmp_path_factory, paper_outputs, fake_env):
+    """{rule: [sbatch options of each of its jobs]} from the data and the models run."""
+    def command(volume):  # --latency-wait 0: the fake cluster writes no outputs; stop when that is seen
+        return [sys.executable, "-m", "snakemake", "--profile", "workflow/profiles/slurm", "--config", "scale=paper",
+                "--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "0"]
+
+    calls = {}
+    for stage, (records, stderr) in submit_both_stages(tmp_path_factory, paper_outputs, fake_env, command).items():
+        assert "completed successfully, but some output files are missing" in stderr, stderr[-3000:]
+        for argv in records:
+            options = sbatch_options(argv)
+            calls.setdefault(job_facts(options["--wrap"])[0], []).append(options)
         assert set(calls) >= READY[stage], (stage, sorted(calls))
     return calls
 
 
 @pytest.fixture(scope="module")
-def kubernetes_jobs(tmp_path_factory, paper_outputs):
+def kubernetes_jobs(tmp_path_factory, paper_outputs, fake_env, kubernetes_wrapper):
     """{rule: [(namespace, V1Job body as a dict)]} from the data and the models run."""
-    wrapper = tmp_path_factory.mktemp("fake_kubernetes") / "run_snakemake.py"
-    wrapper.write_text(KUBERNETES_WRAPPER)
+    def command(volume):
+        return kubernetes_command(kubernetes_wrapper, "--config", "scale=paper", "--default-storage-prefix", str(volume))
+
     jobs = {}
-    for stage in READY:
-        project = copy_project(tmp_path_factory.mktemp(f"k8s_{stage}") / "project")
-        volume = project.parent / "volume"  # stands in for the persistent volume's mount path
-        put_inputs(volume, stage, paper_outputs)
-        log = project.parent / "jobs.jsonl"
-        log.touch()
-        env = {**os.environ, "FAKE_K8S_LOG": str(log)}
-        cmd = [sys.executable, str(wrapper), "--profile", "workflow/profiles/kubernetes", "--config", "scale=paper",
-               "--default-storage-prefix", str(volume), "--seconds-between-status-checks", "1"]
-        run = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=120)
-        assert "At least one job did not complete successfully" in run.stderr, run.stderr[-3000:]
-        for line in log.read_text().splitlines():
-            record = json.loads(line)
+    for stage, (records, stderr) in submit_both_stages(tmp_path_factory, paper_outputs, fake_env, command,
+                                                       inputs_on_volume=True).items():
+        assert "At least one job did not complete successfully" in stderr, stderr[-3000:]
+        for record in records:
             container = record["body"]["spec"]["template"]["spec"]["containers"][0]
-            rule = job_facts(container["args"][-1])[0]
-            jobs.setdefault(rule, []).append((record["namespace"], record["body"]))
+            jobs.setdefault(job_facts(container["args"][-1])[0], []).append((record["namespace"], record["body"]))
         assert set(jobs) >= READY[stage], (stage, sorted(jobs))
     return jobs
 
 
-# --- the rules' own declarations, as Snakemake evaluates them ---------------------------------
+# --- the rules' own declarations, and the local profile -------------------------------------
 
 def test_paper_dag_dry_run_with_slurm_profile_is_fast_and_only_gpu_rules_ask_for_a_gpu(tmp_path):
     project = copy_project(tmp_path / "project")
@@ -279,12 +285,10 @@ def test_paper_dag_dry_run_with_slurm_profile_is_fast_and_only_gpu_rules_ask_for
 
 
 def test_default_profile_limits_gpu_jobs_to_one_gpu(tmp_path):
-    local = profile("default")
-    assert local["resources"] == {"gpu": 1}
-    project = copy_project(tmp_path / "project")
-    run = snakemake(["-n", "--profile", "workflow/profiles/default", "--config", "scale=smoke"], project)
+    assert profile("default")["resources"] == {"gpu": 1}
+    run = snakemake(["-n", "--profile", "workflow/profiles/default", "--config", "scale=smoke"],
+                    copy_project(tmp_path / "project"))
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "train" in run.stdout and "sample" in run.stdout
 
 
 # --- SLURM ----------------------------------------------------------------------------------
@@ -320,17 +324,16 @@ def test_slurm_cpu_jobs_request_no_gpu_and_their_threads_as_cpus(sbatch_calls):
 
 def test_slurm_jobs_use_their_allocation_on_the_node(sbatch_calls):
     slurm = profile("slurm")
-    for rule, calls in sbatch_calls.items():
+    for calls in sbatch_calls.values():
         for options in calls:
             _, cores, threads = job_facts(options["--wrap"])
             assert cores == "all"  # not capped by the login node
-            assert {k: int(v) for k, v in threads.items()} == slurm["set-threads"]
+            assert {rule: int(n) for rule, n in threads.items()} == slurm["set-threads"]
 
 
 def test_slurm_profile_leaves_managed_options_out_of_slurm_extra():
     slurm = profile("slurm")
-    resources = [slurm["default-resources"], *slurm["set-resources"].values()]
-    assert not any("slurm_extra" in r for r in resources)
+    assert not any("slurm_extra" in r for r in [slurm["default-resources"], *slurm["set-resources"].values()])
 
 
 # --- Kubernetes -----------------------------------------------------------------------------
@@ -354,7 +357,7 @@ def test_kubernetes_image_is_tagged_with_the_package_version():
 def test_kubernetes_jobs_use_own_image_namespace_and_persistent_volume(kubernetes_jobs):
     k8s = profile("kubernetes")
     claim, mount = k8s["kubernetes-persistent-volumes"][0].split(":")
-    for rule, jobs in kubernetes_jobs.items():
+    for jobs in kubernetes_jobs.values():
         for namespace, body in jobs:
             assert namespace == k8s["kubernetes-namespace"]
             [container] = pod(body)["containers"]
@@ -393,13 +396,33 @@ def test_kubernetes_cpu_and_memory_follow_the_profile(kubernetes_jobs):
             assert cores == "all" and int(overrides[rule]) == threads
 
 
+def test_kubernetes_job_runs_in_an_empty_pod_and_leaves_its_output_on_the_volume(
+        tmp_path, fake_env, kubernetes_wrapper):
+    """The data job end to end: controller -> V1Job -> its command in an empty directory that
+    sees only the volume -> output on the volume -> the controller accepts it."""
+    if not (FMNIST_DEBIAN / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+    project = copy_project(tmp_path / "project")
+    # Snakemake ships to pods the files `git ls-files` lists; index the copy as envs/Dockerfile does
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+    volume = tmp_path / "volume"
+    env = {**fake_env, "FAKE_RECORD": str(tmp_path / "jobs.jsonl"), "FAKE_K8S_RUN_PODS": "1"}
+    run = subprocess.run(kubernetes_command(kubernetes_wrapper, "fashion_mnist", "--default-storage-prefix", str(volume)),
+                         cwd=project, env=env, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-4000:]
+    with np.load(volume / "results" / "data" / "fashion_mnist.npz") as data:
+        assert sum(data[name].size for name in data.files) > 70_000
+    assert not (project / "results").exists()  # nothing was written beside the controller
+
+
 # --- the image the Kubernetes jobs run ------------------------------------------------------
 
 def test_dockerfile_installs_the_pinned_requirements_and_copies_existing_files():
-    dockerfile = (ROOT / "envs" / "Dockerfile").read_text()
-    instructions = [" ".join(line.split()) for line in
-                    textwrap.dedent(dockerfile).replace("\\\n", " ").splitlines() if line and line[0] != "#"]
+    text = (ROOT / "envs" / "Dockerfile").read_text().replace("\\\n", " ")
+    instructions = [" ".join(line.split()) for line in text.splitlines() if line.strip() and line[0] != "#"]
     copies = [i.split()[1:-1] for i in instructions if i.startswith("COPY ")]
-    assert copies and all((ROOT / src).exists() for srcs in copies for src in srcs)
-    assert any("pip install -r envs/requirements.txt" in i for i in instructions)
-    assert any("rsync" in i for i in instructions if i.startswith("RUN "))  # the fs storage plugin copies with it
+    assert copies and all((ROOT / src).exists() for sources in copies for src in sources)
+    runs = " ".join(i for i in instructions if i.startswith("RUN "))
+    assert "pip install -r envs/requirements.txt" in runs
+    assert "rsync" in runs and "git" in runs  # the fs storage plugin and Snakemake's source deployment use them

@@ -52,6 +52,48 @@ def validate(document, schema_name: str, source: str) -> None:
         raise ConfigError(f"{source}: {_explain(error)}")
 
 
+def _set_path(doc: dict, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    for key in parents:
+        doc = doc.setdefault(key, {})
+    doc[last] = value
+
+
+def expand_sweeps(doc: dict, source: str) -> None:
+    """Turn each sweep into concrete experiments (added to doc['experiments']), validated again.
+
+    Every combination of the axes' values is applied to a copy of `base`; an experiment runs at
+    a scale when each of its labels is in that scale's `subset` (axes not listed: all labels).
+    Each expanded experiment records its `factors` ({axis: value}) for tables and claims.
+    """
+    experiments = doc.setdefault("experiments", {})
+    schema = _load_schema("replication.schema.yaml")
+    validator = jsonschema.Draft202012Validator({"$defs": schema["$defs"], "$ref": "#/$defs/experiment"})
+    for sweep_name, sweep in doc.pop("sweeps", {}).items():
+        combos = [[]]
+        for axis in sweep["axes"]:
+            combos = [combo + [(axis, v)] for combo in combos for v in axis["values"]]
+        for combo in combos:
+            name = "__".join([sweep_name] + [f"{axis['name']}{v['label']}" for axis, v in combo])
+            exp = copy.deepcopy(sweep["base"])
+            for axis, v in combo:
+                _set_path(exp, axis["path"], copy.deepcopy(v["value"]))
+            scales = [scale for scale in ("smoke", "quick", "paper")
+                      if all(v["label"] in sweep.get("subset", {}).get(scale, {}).get(axis["name"], [v["label"]])
+                             for axis, v in combo)]
+            if not scales:
+                continue
+            exp["scales"] = [s for s in exp.get("scales", scales) if s in scales]
+            error = jsonschema.exceptions.best_match(validator.iter_errors(exp))
+            if error is not None:
+                raise ConfigError(f"{source}: sweeps.{sweep_name} gives an invalid experiment {name}: {_explain(error)}")
+            if name in experiments:
+                raise ConfigError(f"{source}: sweeps.{sweep_name}: experiment {name} is also defined under experiments")
+            exp["factors"] = {axis["name"]: v["value"] if not isinstance(v["value"], dict) else v["label"]
+                              for axis, v in combo}
+            experiments[name] = exp
+
+
 def load_replications(directory, config_source="config") -> dict:
     """Every replications/*.yaml, validated; keyed by paper name (which must equal the file stem)."""
     directory = Path(directory)
@@ -64,6 +106,7 @@ def load_replications(directory, config_source="config") -> dict:
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
         validate(doc, "replication.schema.yaml", str(path))
+        expand_sweeps(doc, str(path))
         if doc["paper"] != path.stem:
             raise ConfigError(f"{path}: paper: {doc['paper']!r} must equal the file name {path.stem!r}")
         labels = [s["label"] for e in doc["experiments"].values() for s in e["samplers"]]

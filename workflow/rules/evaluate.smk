@@ -26,6 +26,7 @@ rule reference_features:
         f"{RES}/reference/fashion_mnist_test.npz",
     params:
         resolution=PLAN.scale_cfg["resolution"],
+        n_reference=PLAN.scale_cfg["fid"]["n_reference"],
     threads: 8  # scaled down to --cores locally; set per rule on clusters by the profile
     conda:
         "../../envs/environment.yaml"
@@ -33,7 +34,7 @@ rule reference_features:
         f"{RES}/logs/reference_features.log",
     shell:
         "python -m diffrepro.stages.reference --data {input.data} --classifier {input.classifier} "
-        "--resolution {params.resolution} --out {output} --threads {threads} 2> {log}"
+        "--resolution {params.resolution} --n {params.n_reference} --out {output} --threads {threads} 2> {log}"
 
 
 rule real_data_floor:

@@ -15,7 +15,9 @@ from ..metrics import compute_metrics
 from ..metrics_table import rows_for
 from . import run_stage
 
-REFERENCE_SET = "fashion_mnist_test_10k"
+def reference_set_name(reference_path) -> str:
+    with np.load(reference_path) as f:
+        return f"fashion_mnist_test_{len(f['features'])}"
 
 
 def load_samples(path):
@@ -69,7 +71,7 @@ def main(argv=None):
     rows = compute_metrics(images, args.reference, Extractor(FMNIST_CLASSIFIER, args.classifier),
                            kid_subset_size=min(fid["kid_subset_size"], len(images)),
                            kid_subsets=fid["kid_subsets"], seed=run["seed"], name=name)
-    table = rows_for({**run, "reference_set": REFERENCE_SET}, rows)
+    table = rows_for({**run, "reference_set": reference_set_name(args.reference)}, rows)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".part")

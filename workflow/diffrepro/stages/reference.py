@@ -1,4 +1,4 @@
-"""Stage: features and Gaussian statistics of the 10k Fashion-MNIST test split (the FID reference)."""
+"""Stage: features and Gaussian statistics of the Fashion-MNIST test split (the FID reference)."""
 
 import argparse
 import os
@@ -17,11 +17,12 @@ def main(argv=None):
     p.add_argument("--data", required=True)
     p.add_argument("--classifier", required=True)
     p.add_argument("--resolution", type=int, default=32)
+    p.add_argument("--n", type=int, default=None, help="first n test images (default: all 10k)")
     p.add_argument("--out", required=True)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    images, _ = load_split(args.data, "test", args.resolution)
+    images, _ = load_split(args.data, "test", args.resolution, args.n)
     out = Path(args.out)
     tmp = out.with_name(out.name + ".part")
     write_reference(images, Extractor(FMNIST_CLASSIFIER, args.classifier), tmp)

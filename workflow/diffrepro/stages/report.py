@@ -57,7 +57,8 @@ Every number below is derived from `results/{args.scale}/metrics.csv`.
 - FID/KID features: the {clf.get('feature_dim', '?')}-d pre-logit layer of a Fashion-MNIST classifier trained
   by the workflow (test accuracy **{100 * clf['test_accuracy']:.2f}%**), the fast.ai course's method.
   Inception-v3 FID: {inception_note}.
-- Reference set: the 10k Fashion-MNIST test split. Samples per set: {int(metrics['n_samples'].max())}.
+- Reference set: the Fashion-MNIST test split ({', '.join(sorted(metrics['reference_set'].unique()))}).
+  Samples per set: {int(metrics['n_samples'].max())}.
 - Each FID and KID is computed twice on the same features: by torch-fidelity and by clean-fid.
 - Real-data floor: the same number of *training* images scored against the test split; no model can
   be expected to beat it at this sample count.

@@ -1,0 +1,24 @@
+# DDIM's encode -> decode reconstruction (Song 2021, Sec. 5.4) on the DDPM-trained network.
+_DDIM_RECON = PLAN.replications["ddim_2021"]["stages"]["ddim_reconstruction"][SCALE]
+
+
+rule ddim_reconstruction:
+    input:
+        model=f"{RES}/models/ddpm_2020/eps_simple/symmetric/model.pt",
+        data=f"{DATA}/fashion_mnist.npz",
+    output:
+        f"{RES}/metrics/ddim_2021/reconstruction.csv",
+    params:
+        settings=json.dumps(_DDIM_RECON, sort_keys=True),
+        run=json.dumps({"paper": "ddim_2021", "experiment": "on_ddpm", "input_scaling": "symmetric"}),
+    threads: 8
+    conda:
+        "../envs/environment.yaml"
+    log:
+        f"{RES}/logs/ddim_2021/reconstruction.log",
+    shell:
+        "python -m diffrepro.stages.ddim_reconstruction --model {input.model} --data {input.data} "
+        "--settings {params.settings:q} --run {params.run:q} --out {output} --threads {threads} 2> {log}"
+
+
+EXTRA_METRICS.append(f"{RES}/metrics/ddim_2021/reconstruction.csv")

@@ -1,0 +1,24 @@
+# Each paper's claims (replications/*.yaml `claims:`) checked on the aggregated metrics.
+from diffrepro.claims import check_claims
+
+try:  # a claim naming an undefined experiment, sampler or column fails before any job runs
+    check_claims(PLAN.replications, config["replications"])
+except ConfigError as err:
+    raise WorkflowError(f"invalid configuration: {err}") from None
+
+
+rule claims:
+    input:
+        metrics=f"{RES}/metrics.csv",
+        replications=sorted(str(p) for p in Path(config["replications"]).glob("*.yaml")),
+    output:
+        f"{RES}/claims.csv",
+    params:
+        replications=config["replications"],
+    conda:
+        "../../envs/environment.yaml"
+    log:
+        f"{RES}/logs/claims.log",
+    shell:
+        "python -m diffrepro.stages.claims --metrics {input.metrics} --replications {params.replications:q} "
+        "--out {output} 2> {log}"
