@@ -15,9 +15,13 @@ from diffrepro.metrics_table import COLUMNS as METRIC_COLUMNS
 from diffrepro.stages import claims as claims_stage
 
 ROOT = Path(__file__).resolve().parents[1]
-DDPM = yaml.safe_load((ROOT / "replications" / "ddpm_2020.yaml").read_text())
-DDPM.pop("claims", None)
 PAPER = "p"
+# a minimal replication of its own: the shipped files change as papers are added
+TOY = {"paper": "toy", "title": "t", "citation": "c", "experiments": {"eps_simple": {
+    "description": "d", "input_scalings": {"smoke": ["symmetric"], "quick": ["symmetric", "unit"]},
+    "schedule": {"name": "linear_beta"}, "parameterisation": {"name": "eps"}, "loss": {"name": "simple"},
+    "samplers": [{"label": "ddim_eta0", "name": "ddim", "options": {"eta": 0.0}, "steps": [10, 20]},
+                 {"label": "ddpm_large", "name": "ddpm_ancestral", "steps": [10]}]}}}
 
 
 def row(value, experiment="e", sampler="s", steps=10, seed=0, nfe=None, metric="fid", library="clean-fid",
@@ -257,6 +261,17 @@ def test_ordering_holds_fails_missing():
     assert missing["holds"] == NOT_EVALUATED and "no rows for sampler=heun, steps=50" in missing["evidence"]
 
 
+def test_steps_max_picks_each_runs_largest_step_count():
+    # the headline experiment also runs a shorter chain; the others only the long one
+    check = {"best": {"select": {"steps": "max"}, "among": "experiment", "expected": "eps"}}
+    rows = table(row(3.0, "eps", steps=1000), row(2.0, "eps", steps=100), row(4.0, "mu", steps=1000),
+                 row(1.0, "mu", steps=100, sampler="other"), row(5.0, "vlb", steps=500))
+    ambiguous = judge(rows, {"best": {**check["best"], "select": {"sampler": "s"}}})
+    assert ambiguous["holds"] == NOT_EVALUATED and "matches 2 configurations" in ambiguous["evidence"]
+    result = judge(rows, {"best": {**check["best"], "select": {"sampler": "s", "steps": "max"}}})
+    assert result["holds"] == "true" and (result["ours"], result["compared_with"]) == (3.0, 4.0)
+
+
 def test_empty_metrics_never_crash():
     empty = table()
     for check in (NEAR_VALUE, BEST, ETA, TREND, SHIFT, ORDER):
@@ -279,7 +294,7 @@ GOOD_CLAIM = {"id": "eta0_beats_ancestral", "text": "t", "source": "s",
 def _replications(tmp_path, claims):
     d = tmp_path / "replications"
     d.mkdir(exist_ok=True)
-    (d / "ddpm_2020.yaml").write_text(yaml.safe_dump({**copy.deepcopy(DDPM), "claims": claims}))
+    (d / "toy.yaml").write_text(yaml.safe_dump({**copy.deepcopy(TOY), "claims": claims}))
     return d
 
 
@@ -301,12 +316,13 @@ def test_schema_typo_in_a_claim_names_the_key(tmp_path, change, key, hint):
     with pytest.raises(ConfigError) as err:
         load_replications(_replications(tmp_path, [claim]))
     msg = str(err.value)
-    assert "\n" not in msg and "ddpm_2020.yaml" in msg and key in msg and hint in msg, msg
+    assert "\n" not in msg and "toy.yaml" in msg and key in msg and hint in msg, msg
 
 
 @pytest.mark.parametrize("change,hint", [
     ({"a": {"sampler": "ddim_eta_0"}}, "claims.0.check.better.a.sampler: sampler 'ddim_eta_0' is not defined"),
     ({"a": {"experiment": ["eps_simple", "nope"]}}, "experiment 'nope' is not defined (defined: eps_simple)"),
+    ({"b": {"input_scaling": "centered"}}, "input_scaling 'centered' is not defined (defined: symmetric, unit)"),
     ({"on": ["stepz"]}, "claims.0.check.better.on: 'stepz' is neither a metrics column nor a sweep factor"),
     ({"select": {"factors": {"b": 0.5}}}, "'b' is not a sweep factor"),
 ])
@@ -314,7 +330,7 @@ def test_undefined_names_in_a_claim_are_rejected(tmp_path, change, hint):
     claim = copy.deepcopy(GOOD_CLAIM)
     claim["check"]["better"].update(change)
     replications = load_replications(_replications(tmp_path, [claim]))
-    with pytest.raises(ConfigError, match="ddpm_2020.yaml: ") as err:
+    with pytest.raises(ConfigError, match="toy.yaml: ") as err:
         check_claims(replications)
     assert hint in str(err.value)
 
@@ -335,8 +351,8 @@ def test_shipped_claims_are_valid():
 def test_stage_writes_claims_csv(tmp_path):
     d = _replications(tmp_path, [GOOD_CLAIM, {**GOOD_CLAIM, "id": "missing", "check": {"better": {
         "a": {"sampler": "ddim_eta0"}, "b": {"sampler": "ddpm_large"}, "on": ["steps"]}}}])
-    metrics = table(row(8.0, "eps_simple", "ddim_eta0", paper="ddpm_2020"),
-                    row(9.0, "eps_simple", "ddpm_large", steps=100, paper="ddpm_2020"))
+    metrics = table(row(8.0, "eps_simple", "ddim_eta0", paper="toy"),
+                    row(9.0, "eps_simple", "ddpm_large", steps=100, paper="toy"))
     metrics.to_csv(tmp_path / "metrics.csv", index=False)
     out = tmp_path / "out" / "claims.csv"
     claims_stage.main(["--metrics", str(tmp_path / "metrics.csv"), "--replications", str(d), "--out", str(out)])

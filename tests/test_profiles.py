@@ -166,6 +166,10 @@ def job_facts(command):
     return option_values(args, "--allowed-rules")[0], option_values(args, "--cores")[0], threads
 
 
+def pod(body):
+    return body["spec"]["template"]["spec"]
+
+
 def put_inputs(root: Path, stage, outputs):
     """Stand-ins for finished jobs: the data; for "models" also the model, classifier, reference
     and every other sample set, so that sample, evaluate and real_data_floor jobs are ready."""
@@ -242,10 +246,11 @@ def sbatch_calls(tmp_path_factory, paper_outputs, fake_env):
     calls = {}
     for stage, (records, stderr) in submit_both_stages(tmp_path_factory, paper_outputs, fake_env, command).items():
         assert "completed successfully, but some output files are missing" in stderr, stderr[-3000:]
-        for argv in records:
-            options = sbatch_options(argv)
-            calls.setdefault(job_facts(options["--wrap"])[0], []).append(options)
-        assert set(calls) >= READY[stage], (stage, sorted(calls))
+        submitted = [sbatch_options(argv) for argv in records]
+        rules = [job_facts(options["--wrap"])[0] for options in submitted]
+        assert set(rules) >= READY[stage], (stage, rules)
+        for rule, options in zip(rules, submitted):
+            calls.setdefault(rule, []).append(options)
     return calls
 
 
@@ -259,10 +264,10 @@ def kubernetes_jobs(tmp_path_factory, paper_outputs, fake_env, kubernetes_wrappe
     for stage, (records, stderr) in submit_both_stages(tmp_path_factory, paper_outputs, fake_env, command,
                                                        inputs_on_volume=True).items():
         assert "At least one job did not complete successfully" in stderr, stderr[-3000:]
-        for record in records:
-            container = record["body"]["spec"]["template"]["spec"]["containers"][0]
-            jobs.setdefault(job_facts(container["args"][-1])[0], []).append((record["namespace"], record["body"]))
-        assert set(jobs) >= READY[stage], (stage, sorted(jobs))
+        rules = [job_facts(pod(record["body"])["containers"][0]["args"][-1])[0] for record in records]
+        assert set(rules) >= READY[stage], (stage, rules)
+        for rule, record in zip(rules, records):
+            jobs.setdefault(rule, []).append((record["namespace"], record["body"]))
     return jobs
 
 
@@ -337,10 +342,6 @@ def test_slurm_profile_leaves_managed_options_out_of_slurm_extra():
 
 
 # --- Kubernetes -----------------------------------------------------------------------------
-
-def pod(body):
-    return body["spec"]["template"]["spec"]
-
 
 def test_kubernetes_profile_keeps_storage_on_the_persistent_volume():
     k8s = profile("kubernetes")

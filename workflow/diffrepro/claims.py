@@ -27,6 +27,7 @@ from .config import ConfigError
 
 CONFIG_COLUMNS = ["experiment", "input_scaling", "sampler", "steps", "nfe"]
 NAME_COLUMNS = ("experiment", "input_scaling", "sampler")
+EXTREMES = ("min", "max")  # `steps: max`: each (experiment, input_scaling, sampler)'s largest step count
 DEFAULTS = {"metric": "fid", "library": "clean-fid", "extractor": "fmnist-classifier", "lower_is_better": True}
 NOT_EVALUATED = "not evaluated"
 COLUMNS = ["paper", "claim", "holds", "evidence", "ours", "compared_with", "reference", "metric", "library",
@@ -71,11 +72,21 @@ def _matches(column: pd.Series, want) -> pd.Series:
     return column.isin(want) if isinstance(want, list) else column == want
 
 
+def _items(selection: dict) -> list:
+    """[(column, wanted)] with the sweep factors flattened in."""
+    return [(k, w) for key, want in selection.items() for k, w in (want.items() if key == "factors" else [(key, want)])]
+
+
 def pick(table: pd.DataFrame, selection: dict) -> pd.DataFrame:
-    mask = pd.Series(True, index=table.index)
-    for key, want in selection.items():
-        for column, wanted in (want.items() if key == "factors" else [(key, want)]):
-            mask &= _matches(table[column], wanted) if column in table else False
+    """The rows a selection asks for; `steps: max` keeps each sampler run's largest step count."""
+    items, mask = _items(selection), pd.Series(True, index=table.index)
+    for column, want in items:
+        if want not in EXTREMES:
+            mask &= _matches(table[column], want) if column in table else False
+    for column, want in items:
+        if want in EXTREMES:  # after the other filters: the extreme among the rows still selected
+            extreme = table[mask].groupby(list(NAME_COLUMNS), dropna=False)[column].transform(want)
+            mask &= table[column] == extreme.reindex(table.index)
     return table[mask]
 
 
@@ -91,17 +102,13 @@ def _describe_one(key, want) -> str:
 
 def describe(selection: dict) -> str:
     """'sampler=ddim_eta0, steps<=50': what a selection asks for, to name missing rows."""
-    items = [(k, w) for key, want in selection.items()
-             for k, w in (want.items() if key == "factors" else [(key, want)])]
-    return ", ".join(_describe_one(k, w) for k, w in items) or "any configuration"
+    return ", ".join(_describe_one(k, w) for k, w in _items(selection)) or "any configuration"
 
 
 def short(selection: dict) -> str:
     """'eps_simple ddim_eta0': a selection as evidence names it (names bare, numbers as key=value)."""
-    items = [(k, w) for key, want in selection.items()
-             for k, w in (want.items() if key == "factors" else [(key, want)])]
     return " ".join(str(w) if k in NAME_COLUMNS and isinstance(w, str) else _describe_one(k, w)
-                    for k, w in items) or "all"
+                    for k, w in _items(selection)) or "all"
 
 
 def key_text(columns: list, key: tuple) -> str:
@@ -414,9 +421,11 @@ def _selections(spec: dict):
 def claim_problems(doc: dict) -> list:
     """Names in the claims that the replication does not define (labels, columns, factors, ids)."""
     experiments = doc.get("experiments", {})
+    scalings = [e["input_scalings"] for e in experiments.values()]  # a list, or one list per scale
     known = {"experiment": set(experiments),
              "sampler": {s["label"] for e in experiments.values() for s in e["samplers"]},
-             "input_scaling": {x for e in experiments.values() for x in e["input_scalings"]}}
+             "input_scaling": {x for sc in scalings for xs in (sc.values() if isinstance(sc, dict) else [sc])
+                               for x in xs}}
     factors = {f for e in experiments.values() for f in e.get("factors", {})}
     columns = set(CONFIG_COLUMNS) | factors
     problems, ids = [], set()
@@ -436,7 +445,7 @@ def claim_problems(doc: dict) -> list:
                 if key == "factors":
                     problems.extend(f"{where}.{field}.factors: {name!r} is not a sweep factor "
                                     f"(factors: {_listed(factors) or 'none'})" for name in want if name not in factors)
-                elif key in known and not isinstance(want, dict):
+                elif key in known:
                     undefined(f"{where}.{field}.{key}", key, want if isinstance(want, list) else [want])
         named = [(f, c) for f in ("on", "per") for c in spec.get(f, [])]
         named += [(f, spec[f]) for f in ("among", "across", "along") if f in spec]

@@ -22,6 +22,7 @@ import torch_fidelity
 from cleanfid import fid as cleanfid_fid
 
 from diffrepro.features import (
+    MIN_SPAN_FRACTION,
     Extractor,
     ImageSetError,
     check_image_set,
@@ -61,9 +62,13 @@ def _device(device) -> torch.device:
     return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def write_reference(images: np.ndarray, extractor: Extractor, path, *, batch_size: int = 256, device=None) -> Path:
-    """Write the reference file (npz): pixels, features, mu, sigma and which extractor made them."""
-    check_image_set(images, name=f"reference {Path(path).name}")
+def write_reference(images: np.ndarray, extractor: Extractor, path, *, batch_size: int = 256, device=None,
+                    min_span_fraction: float = MIN_SPAN_FRACTION) -> Path:
+    """Write the reference file (npz): pixels, features, mu, sigma and which extractor made them.
+
+    `min_span_fraction=0` switches off the squeezed-range check: only for reproducing the
+    fast.ai course's evaluation-range mistake on purpose."""
+    check_image_set(images, name=f"reference {Path(path).name}", min_span_fraction=min_span_fraction)
     pixels = quantize_to_uint8(images)
     features = extract_features(
         pixels_for_extractor(pixels, extractor), extractor.build(), batch_size=batch_size, device=_device(device)
@@ -206,13 +211,14 @@ def compute_metrics(
     batch_size: int = 256,
     device=None,
     name: str = "samples",
+    min_span_fraction: float = MIN_SPAN_FRACTION,
 ) -> list[dict]:
     """FID and KID of an image set against a reference file, by each library.
 
     Rows: {extractor, library, metric ('fid' | 'kid'), value, n_samples}. KID's subset size
     defaults to min(1000, n_samples, n_reference); both libraries average `kid_subsets` subsets.
     """
-    check_image_set(images, name=name)
+    check_image_set(images, name=name, min_span_fraction=min_span_fraction)
     reference = load_reference(reference_path, extractor)
     pixels = quantize_to_uint8(images)
     if pixels.shape[1:] != reference["pixels"].shape[1:]:

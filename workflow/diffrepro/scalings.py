@@ -43,3 +43,12 @@ def get_scaling(name: str) -> Scaling:
         return SCALINGS[name]
     except KeyError:
         raise ValueError(f"unknown input scaling {name!r}; allowed: {', '.join(SCALINGS)}") from None
+
+
+def misread(images, actual: str, assumed: str):
+    """Image-space images as seen by code that takes data in scaling `actual` for `assumed`.
+
+    misread(u, "centered", "symmetric") = u / 2 + 0.25 is the fast.ai course's retracted-FID bug:
+    [-0.5, 0.5] samples and reference given to a classifier trained on [-1, 1].
+    """
+    return get_scaling(assumed).to_image(get_scaling(actual).to_model(images))

@@ -14,7 +14,7 @@ rule claims:
     output:
         f"{RES}/claims.csv",
     params:
-        replications=config["replications"],
+        replications=lambda w, input: str(Path(input.replications[0]).parent),
     conda:
         "../../envs/environment.yaml"
     log:

@@ -13,6 +13,7 @@ from ..data import load_split, resample
 from ..features import FMNIST_CLASSIFIER, Extractor
 from ..metrics import compute_metrics
 from ..metrics_table import rows_for
+from ..scalings import misread
 from . import run_stage
 
 def reference_set_name(reference_path) -> str:
@@ -54,6 +55,8 @@ def main(argv=None):
     p.add_argument("--classifier", required=True)
     p.add_argument("--reference", required=True)
     p.add_argument("--fid", required=True, help="FID settings (JSON): kid_subset_size, kid_subsets")
+    p.add_argument("--misread", metavar="ACTUAL:ASSUMED", default=None,
+                   help="reproduce an evaluation-range mistake on purpose, e.g. centered:symmetric")
     p.add_argument("--out", required=True)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -68,9 +71,13 @@ def main(argv=None):
     else:
         images, run = real_floor_run(args.real_data, args.n, args.seed, args.resolution)
         name = f"{args.n} training images"
-    rows = compute_metrics(images, args.reference, Extractor(FMNIST_CLASSIFIER, args.classifier),
-                           kid_subset_size=min(fid["kid_subset_size"], len(images)),
-                           kid_subsets=fid["kid_subsets"], seed=run["seed"], name=name)
+    extractor, checks = Extractor(FMNIST_CLASSIFIER, args.classifier), {}
+    if args.misread:
+        images = misread(images, *args.misread.split(":"))
+        checks = {"min_span_fraction": 0.0}  # the squeezed range is the point of this run
+        run["sampler"] += "_range_bug"
+    rows = compute_metrics(images, args.reference, extractor, kid_subset_size=min(fid["kid_subset_size"], len(images)),
+                           kid_subsets=fid["kid_subsets"], seed=run["seed"], name=name, **checks)
     table = rows_for({**run, "reference_set": reference_set_name(args.reference)}, rows)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

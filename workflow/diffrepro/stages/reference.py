@@ -9,6 +9,7 @@ import torch
 from ..data import load_split
 from ..features import FMNIST_CLASSIFIER, Extractor
 from ..metrics import write_reference
+from ..scalings import misread
 from . import run_stage
 
 
@@ -18,6 +19,8 @@ def main(argv=None):
     p.add_argument("--classifier", required=True)
     p.add_argument("--resolution", type=int, default=32)
     p.add_argument("--n", type=int, default=None, help="first n test images (default: all 10k)")
+    p.add_argument("--misread", metavar="ACTUAL:ASSUMED", default=None,
+                   help="reproduce an evaluation-range mistake on purpose, e.g. centered:symmetric")
     p.add_argument("--out", required=True)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -25,7 +28,10 @@ def main(argv=None):
     images, _ = load_split(args.data, "test", args.resolution, args.n)
     out = Path(args.out)
     tmp = out.with_name(out.name + ".part")
-    write_reference(images, Extractor(FMNIST_CLASSIFIER, args.classifier), tmp)
+    checks = {}
+    if args.misread:
+        images, checks = misread(images, *args.misread.split(":")), {"min_span_fraction": 0.0}
+    write_reference(images, Extractor(FMNIST_CLASSIFIER, args.classifier), tmp, **checks)
     os.replace(tmp, out)
 
 

@@ -1,0 +1,49 @@
+# The course's retracted Karras FIDs, reproduced on purpose: samples and reference both misread
+# as [-1, 1] when they were [-0.5, 0.5] (REFERENCE §0). The rows are labelled *_range_bug.
+_RANGE_BUG = PLAN.replications["fastai_fmnist"]["stages"]["range_bug"]
+_RANGE_BUG_SET = (f"fastai_fmnist/karras/symmetric/{_RANGE_BUG['sampler']}/{_RANGE_BUG['steps'][SCALE]}/"
+                  f"seed{PLAN.scale_cfg['sampling']['seeds'][0]}")
+
+
+rule range_bug_reference:
+    input:
+        data=f"{DATA}/fashion_mnist.npz",
+        classifier=f"{RES}/classifier/classifier.pt",
+    output:
+        f"{RES}/reference/fashion_mnist_test_range_bug.npz",
+    params:
+        resolution=PLAN.scale_cfg["resolution"],
+        n_reference=PLAN.scale_cfg["fid"]["n_reference"],
+    threads: 8
+    conda:
+        "../envs/environment.yaml"
+    log:
+        f"{RES}/logs/fastai_fmnist/range_bug_reference.log",
+    shell:
+        "python -m diffrepro.stages.reference --data {input.data} --classifier {input.classifier} "
+        "--resolution {params.resolution} --n {params.n_reference} --misread centered:symmetric "
+        "--out {output} --threads {threads} 2> {log}"
+
+
+rule range_bug_evaluate:
+    input:
+        samples=f"{RES}/samples/{_RANGE_BUG_SET}.npz",
+        classifier=f"{RES}/classifier/classifier.pt",
+        reference=f"{RES}/reference/fashion_mnist_test_range_bug.npz",
+    output:
+        f"{RES}/metrics/fastai_fmnist/range_bug.csv",
+    params:
+        fid=json.dumps(PLAN.scale_cfg["fid"], sort_keys=True),
+        resolution=PLAN.scale_cfg["resolution"],
+    threads: 8
+    conda:
+        "../envs/environment.yaml"
+    log:
+        f"{RES}/logs/fastai_fmnist/range_bug_evaluate.log",
+    shell:
+        "python -m diffrepro.stages.evaluate --samples {input.samples} --classifier {input.classifier} "
+        "--reference {input.reference} --resolution {params.resolution} --fid {params.fid:q} "
+        "--misread centered:symmetric --out {output} --threads {threads} 2> {log}"
+
+
+EXTRA_METRICS.append(f"{RES}/metrics/fastai_fmnist/range_bug.csv")
