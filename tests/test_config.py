@@ -202,3 +202,35 @@ def test_experiment_cannot_both_train_and_share(tmp_path):
     doc["experiments"]["eps_simple"]["model"] = "ddpm_2020/eps_simple"
     with pytest.raises(ConfigError, match="experiments.eps_simple"):
         load_replications(_write_replication(tmp_path, doc))
+
+
+def test_sweep_expands_with_per_scale_subsets(tmp_path):
+    doc = {"paper": "sweeper", "title": "t", "citation": "c", "sweeps": {"grid": {
+        "base": copy.deepcopy(DDPM["experiments"]["eps_simple"]),
+        "axes": [{"name": "b", "path": "parameterisation.input_scale",
+                  "values": [{"label": "1", "value": 1.0}, {"label": "0p5", "value": 0.5}]},
+                 {"name": "res", "path": "resolution", "values": [{"label": "16", "value": 16}, {"label": "32", "value": 32}]}],
+        "subset": {"smoke": {"b": ["1"], "res": ["16"]}}}}}
+    d = tmp_path / "replications"
+    d.mkdir()
+    (d / "sweeper.yaml").write_text(yaml.safe_dump(doc))
+    exps = load_replications(d)["sweeper"]["experiments"]
+    assert sorted(exps) == ["grid__b0p5__res16", "grid__b0p5__res32", "grid__b1__res16", "grid__b1__res32"]
+    assert exps["grid__b0p5__res32"]["parameterisation"]["input_scale"] == 0.5
+    assert exps["grid__b0p5__res32"]["factors"] == {"b": 0.5, "res": 32}
+    assert exps["grid__b1__res16"]["scales"] == ["smoke", "quick", "paper"]
+    assert exps["grid__b0p5__res16"]["scales"] == ["quick", "paper"]
+    plan = Plan(load_config({**copy.deepcopy(CONFIG), "scale": "smoke"}), {"sweeper": {"experiments": exps}})
+    assert [t["experiment"] for t in plan.trainings()] == ["grid__b1__res16"]
+    assert plan.training_spec("sweeper", "grid__b1__res16", "symmetric")["resolution"] == 16
+
+
+def test_sweep_giving_an_invalid_experiment_is_rejected(tmp_path):
+    doc = {"paper": "sweeper", "title": "t", "citation": "c", "sweeps": {"grid": {
+        "base": copy.deepcopy(DDPM["experiments"]["eps_simple"]),
+        "axes": [{"name": "res", "path": "resolution", "values": [{"label": "20", "value": 20}]}]}}}
+    d = tmp_path / "replications"
+    d.mkdir()
+    (d / "sweeper.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError, match="sweeper.yaml: sweeps.grid gives an invalid experiment grid__res20: resolution: 20 is not allowed"):
+        load_replications(d)

@@ -1,0 +1,52 @@
+# The t-free sampler's noise-level predictor (fast.ai lesson 22): one per name that a sampler option
+# `noise_level_predictor: tfree_fastai/<name>` refers to (in any replication), trained on the input
+# scaling of the experiments that use it; its test-set MSE rows join metrics.csv.
+from diffrepro.config import validate as _validate_stage
+
+_TFREE_STAGE = PLAN.replications["tfree_fastai"].get("stages", {}).get("noise_level")
+try:
+    _validate_stage(_TFREE_STAGE, "stages/noise_level.schema.yaml",
+                    f"{config['replications']}/tfree_fastai.yaml: stages.noise_level")
+except ConfigError as err:
+    raise WorkflowError(f"invalid configuration: {err}") from None
+
+# (name, input scaling) of every use; a predictor reads images of one scaling only
+_TFREE_USES = sorted({(s["options"]["noise_level_predictor"].removeprefix("tfree_fastai/"), scaling)
+                      for doc in PLAN.replications.values() for exp in doc["experiments"].values()
+                      for s in exp["samplers"] for scaling in exp["input_scalings"]
+                      if s.get("options", {}).get("noise_level_predictor", "").startswith("tfree_fastai/")})
+TFREE_PREDICTORS = dict(_TFREE_USES)
+if len(TFREE_PREDICTORS) != len(_TFREE_USES):
+    raise WorkflowError(f"invalid configuration: a tfree_fastai noise-level predictor serves one input scaling, "
+                        f"but (name, scaling) uses are {_TFREE_USES}")
+
+EXTRA_METRICS.extend(f"{RES}/metrics/tfree_fastai/{name}.csv" for name in sorted(TFREE_PREDICTORS))
+
+
+rule tfree_fastai_noise_level:
+    input:
+        data=f"{DATA}/fashion_mnist.npz",
+    output:
+        model=f"{RES}/aux/tfree_fastai/{{name}}.pt",
+        losses=f"{RES}/aux/tfree_fastai/{{name}}_loss.csv",
+        metrics=f"{RES}/metrics/tfree_fastai/{{name}}.csv",
+    wildcard_constraints:
+        name="|".join(sorted(TFREE_PREDICTORS)) or "(?!)",
+    params:
+        # everything that determines the predictor, as JSON: a changed setting reruns the job
+        spec=lambda w: json.dumps({"paper": "tfree_fastai", "name": w.name, "input_scaling": TFREE_PREDICTORS[w.name],
+                                   "resolution": PLAN.scale_cfg["resolution"],
+                                   "train_limit": PLAN.scale_cfg["train_limit"], **_TFREE_STAGE[SCALE]},
+                                  sort_keys=True),
+        checkpoint=lambda w: f"{RES}/checkpoints/tfree_fastai/{w.name}.ckpt",
+    threads: 8  # scaled down to --cores locally; set per rule on clusters by the profile
+    conda:
+        "../envs/environment.yaml"
+    log:
+        f"{RES}/logs/tfree_fastai/{{name}}.log",
+    benchmark:
+        f"{RES}/benchmarks/tfree_fastai/{{name}}.tsv"
+    shell:
+        "python -m diffrepro.stages.noise_level --spec {params.spec:q} --data {input.data} "
+        "--out {output.model} --metrics {output.metrics} --losses {output.losses} "
+        "--checkpoint {params.checkpoint} --threads {threads} 2> {log}"
