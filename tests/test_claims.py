@@ -83,7 +83,8 @@ BEST = {"best": {"select": {"sampler": "ancestral"}, "among": "experiment", "exp
 
 
 def test_best_holds_fails_missing():
-    rows = [row(20.0, "eps_simple", "ancestral"), row(30.0, "mu_bound", "ancestral"), row(25.0, "eps_bound", "ancestral")]
+    rows = [row(20.0, "eps_simple", "ancestral"), row(30.0, "mu_bound", "ancestral"),
+            row(25.0, "eps_bound", "ancestral")]
     ok = judge(table(*rows), BEST)
     assert ok["holds"] == "true" and (ok["ours"], ok["compared_with"]) == (20.0, 25.0)
     rows[2] = row(19.0, "eps_bound", "ancestral")
@@ -107,7 +108,8 @@ def test_best_higher_is_better():
 
 # ---- better (paired) -----------------------------------------------------------------------
 
-ETA = {"better": {"select": {"steps": {"max": 50}}, "a": {"sampler": "eta0"}, "b": {"sampler": "eta1"}, "on": ["steps"]}}
+ETA = {"better": {"select": {"steps": {"max": 50}}, "a": {"sampler": "eta0"}, "b": {"sampler": "eta1"},
+                  "pair_on": ["steps"]}}
 
 
 def _eta_rows(eta0, eta1, steps=(10, 20, 50, 100)):
@@ -139,7 +141,7 @@ def test_better_names_unpaired_rows():
 
 
 def test_better_by_factor():
-    check = {"better": {"a": {"sampler": "tfree"}, "b": {"sampler": "ddim"}, "on": ["steps"], "by_factor": 2.0}}
+    check = {"better": {"a": {"sampler": "tfree"}, "b": {"sampler": "ddim"}, "pair_on": ["steps"], "by_factor": 2.0}}
     assert judge(table(row(4.0, sampler="tfree"), row(22.0, sampler="ddim")), check)["holds"] == "true"
     result = judge(table(row(12.0, sampler="tfree"), row(22.0, sampler="ddim")), check)
     assert result["holds"] == "false" and "12 × 2 >= ddim 22" in result["evidence"]
@@ -147,7 +149,7 @@ def test_better_by_factor():
 
 def test_better_pairs_on_nfe():
     # Heun 10 steps = 19 NFE is matched with Euler 19 steps, not with Euler 10 steps
-    check = {"better": {"a": {"sampler": "heun"}, "b": {"sampler": "euler"}, "on": ["nfe"]}}
+    check = {"better": {"a": {"sampler": "heun"}, "b": {"sampler": "euler"}, "pair_on": ["nfe"]}}
     rows = table(row(5.0, sampler="heun", steps=10, nfe=19), row(6.0, sampler="euler", steps=19),
                  row(4.0, sampler="euler", steps=10))
     result = judge(rows, check)
@@ -177,7 +179,7 @@ def test_default_library_and_extractor_are_clean_fid_on_the_classifier():
 
 def test_near_pairs_across_experiments():
     check = {"near": {"a": {"experiment": "tfree", "sampler": "pred"}, "b": {"experiment": "cosine", "sampler": "ddim"},
-                      "on": ["steps"], "within_factor": 1.5}}
+                      "pair_on": ["steps"], "within_factor": 1.5}}
     assert judge(table(row(3.88, "tfree", "pred"), row(3.29, "cosine", "ddim")), check)["holds"] == "true"
     far = judge(table(row(6.0, "tfree", "pred"), row(3.29, "cosine", "ddim")), check)
     assert far["holds"] == "false" and "not within a factor 1.5" in far["evidence"]
@@ -299,7 +301,8 @@ def _replications(tmp_path, claims):
 
 
 BAD_CLAIMS = [
-    ({"check": {"better": {"a": {"sampler": "x"}, "b": {"sampler": "y"}, "selct": {}}}}, "claims.0.check.better", "selct"),
+    ({"check": {"better": {"a": {"sampler": "x"}, "b": {"sampler": "y"}, "selct": {}}}},
+     "claims.0.check.better", "selct"),
     ({"check": {"bettr": {"a": {}, "b": {}}}}, "claims.0.check", "bettr"),
     ({"metric": "fdi"}, "claims.0.metric", "fid, kid"),
     ({"lower_is_beter": True}, "claims.0", "lower_is_beter"),
@@ -323,7 +326,7 @@ def test_schema_typo_in_a_claim_names_the_key(tmp_path, change, key, hint):
     ({"a": {"sampler": "ddim_eta_0"}}, "claims.0.check.better.a.sampler: sampler 'ddim_eta_0' is not defined"),
     ({"a": {"experiment": ["eps_simple", "nope"]}}, "experiment 'nope' is not defined (defined: eps_simple)"),
     ({"b": {"input_scaling": "centered"}}, "input_scaling 'centered' is not defined (defined: symmetric, unit)"),
-    ({"on": ["stepz"]}, "claims.0.check.better.on: 'stepz' is neither a metrics column nor a sweep factor"),
+    ({"pair_on": ["stepz"]}, "claims.0.check.better.pair_on: 'stepz' is neither a metrics column nor a sweep factor"),
     ({"select": {"factors": {"b": 0.5}}}, "'b' is not a sweep factor"),
 ])
 def test_undefined_names_in_a_claim_are_rejected(tmp_path, change, hint):
@@ -350,7 +353,7 @@ def test_shipped_claims_are_valid():
 
 def test_stage_writes_claims_csv(tmp_path):
     d = _replications(tmp_path, [GOOD_CLAIM, {**GOOD_CLAIM, "id": "missing", "check": {"better": {
-        "a": {"sampler": "ddim_eta0"}, "b": {"sampler": "ddpm_large"}, "on": ["steps"]}}}])
+        "a": {"sampler": "ddim_eta0"}, "b": {"sampler": "ddpm_large"}, "pair_on": ["steps"]}}}])
     metrics = table(row(8.0, "eps_simple", "ddim_eta0", paper="toy"),
                     row(9.0, "eps_simple", "ddpm_large", steps=100, paper="toy"))
     metrics.to_csv(tmp_path / "metrics.csv", index=False)

@@ -49,10 +49,18 @@ def test_real_data_floor_is_far_below_models(smoke_run):
     assert pair["torch-fidelity"] == pytest.approx(pair["clean-fid"], rel=0.02)
 
 
+def test_claims_cover_every_paper(smoke_run):
+    claims = pd.read_csv(smoke_run / "results" / "smoke" / "claims.csv", dtype={"holds": str})
+    metrics = pd.read_csv(smoke_run / "results" / "smoke" / "metrics.csv")
+    assert set(claims["paper"]) == set(metrics["paper"]) - {"real_data"}
+    assert set(claims["holds"].str.lower()) <= {"true", "false", "not evaluated"}
+
+
 def test_report_and_html_report(smoke_run):
     report = smoke_run / "reports" / "smoke"
     readme = (report / "README.md").read_text()
     assert "torch-fidelity" in readme and "clean-fid" in readme and "test accuracy" in readme
+    assert "Do the papers' claims hold" in readme
     assert (report / "fid_vs_steps.png").stat().st_size > 10_000
     html = smoke_run / "report.html"
     r = subprocess.run([sys.executable, "-m", "snakemake", "--config", "scale=smoke", "--report", str(html)],

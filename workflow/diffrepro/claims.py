@@ -6,8 +6,8 @@ per configuration (experiment, input_scaling, sampler, steps, nfe), and applies 
 
   near_value   one configuration lies within a tolerance of a number (the paper's)
   best         among the values of a column, `expected` scores best
-  better       selection a beats selection b in every pair matched on `on` (optionally by a factor)
-  near         a lies within a tolerance of b in every pair matched on `on`
+  better       selection a beats selection b in every pair matched on `pair_on` (optionally by a factor)
+  near         a lies within a tolerance of b in every pair matched on `pair_on`
   trend        the value falls (or rises) as `along` grows, steps against it up to `noise` tolerated
   best_shifts  the best value of `among` falls (or rises) as `across` grows
   ordering     the listed selections, best first, are in that order (inversions up to `noise`)
@@ -28,6 +28,7 @@ from .config import ConfigError
 CONFIG_COLUMNS = ["experiment", "input_scaling", "sampler", "steps", "nfe"]
 NAME_COLUMNS = ("experiment", "input_scaling", "sampler")
 EXTREMES = ("min", "max")  # `steps: max`: each (experiment, input_scaling, sampler)'s largest step count
+COUNT_COLUMNS = ("steps", "nfe")  # the columns that take min / max
 DEFAULTS = {"metric": "fid", "library": "clean-fid", "extractor": "fmnist-classifier", "lower_is_better": True}
 NOT_EVALUATED = "not evaluated"
 COLUMNS = ["paper", "claim", "holds", "evidence", "ours", "compared_with", "reference", "metric", "library",
@@ -80,13 +81,13 @@ def _items(selection: dict) -> list:
 def pick(table: pd.DataFrame, selection: dict) -> pd.DataFrame:
     """The rows a selection asks for; `steps: max` keeps each sampler run's largest step count."""
     items, mask = _items(selection), pd.Series(True, index=table.index)
+    extremes = [(c, w) for c, w in items if c in COUNT_COLUMNS and w in EXTREMES]
     for column, want in items:
-        if want not in EXTREMES:
+        if (column, want) not in extremes:
             mask &= _matches(table[column], want) if column in table else False
-    for column, want in items:
-        if want in EXTREMES:  # after the other filters: the extreme among the rows still selected
-            extreme = table[mask].groupby(list(NAME_COLUMNS), dropna=False)[column].transform(want)
-            mask &= table[column] == extreme.reindex(table.index)
+    for column, want in extremes:  # after the other filters: the extreme among the rows still selected
+        extreme = table[mask].groupby(list(NAME_COLUMNS), dropna=False)[column].transform(want)
+        mask &= table[column] == extreme.reindex(table.index)
     return table[mask]
 
 
@@ -199,8 +200,8 @@ def best(table, spec, m: Metric) -> Verdict:
 
 
 def paired(table, spec):
-    """([(where, a, b)], problems): a's and b's values in each combination of the `on` columns."""
-    on, sides, problems, pairs = spec.get("on", []), {}, [], []
+    """([(where, a, b)], problems): a's and b's values in each combination of the `pair_on` columns."""
+    on, sides, problems, pairs = spec.get("pair_on", []), {}, [], []
     for side in ("a", "b"):
         frame = pick(table, spec[side])
         if frame.empty:
@@ -447,7 +448,7 @@ def claim_problems(doc: dict) -> list:
                                     f"(factors: {_listed(factors) or 'none'})" for name in want if name not in factors)
                 elif key in known:
                     undefined(f"{where}.{field}.{key}", key, want if isinstance(want, list) else [want])
-        named = [(f, c) for f in ("on", "per") for c in spec.get(f, [])]
+        named = [(f, c) for f in ("pair_on", "per") for c in spec.get(f, [])]
         named += [(f, spec[f]) for f in ("among", "across", "along") if f in spec]
         problems.extend(f"{where}.{field}: {c!r} is neither a metrics column nor a sweep factor "
                         f"(allowed: {_listed(columns)})" for field, c in named if c not in columns)

@@ -10,7 +10,8 @@ except ConfigError as err:
 rule claims:
     input:
         metrics=f"{RES}/metrics.csv",
-        replications=sorted(str(p) for p in Path(config["replications"]).glob("*.yaml")),
+        # local(): the YAMLs ship with the workflow, not on a cluster's storage volume
+        replications=[local(str(p)) for p in sorted(Path(config["replications"]).glob("*.yaml"))],
     output:
         f"{RES}/claims.csv",
     params:

@@ -15,6 +15,7 @@ rule report:
     input:
         metrics=f"{RES}/metrics.csv",
         classifier=f"{RES}/classifier/metrics.json",
+        claims=f"{RES}/claims.csv",
     output:
         readme=f"{REPORT}/README.md",
         table=report(f"{REPORT}/metrics_table.csv", category="Tables", caption="../report/metrics_table.rst",
@@ -30,5 +31,5 @@ rule report:
     log:
         f"{RES}/logs/report.log",
     shell:
-        "python -m diffrepro.stages.report --metrics {input.metrics} --classifier {input.classifier} "
+        "python -m diffrepro.stages.report --metrics {input.metrics} --classifier {input.classifier} --claims {input.claims} "
         "--replications {params.replications} --scale {params.scale} --inception-weights={params.inception:q} --out-dir $(dirname {output.readme}) 2> {log}"
