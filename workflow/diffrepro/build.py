@@ -29,6 +29,13 @@ def build_model(training_spec: dict):
     return net, (schedule if b == 1.0 else InputScaledSchedule(schedule, b)), denoiser
 
 
+def load_model(model_file: dict):
+    """(schedule, denoiser in eval mode) of a trained model file written by the train stage."""
+    _, schedule, denoiser = build_model(model_file["spec"])
+    denoiser.load_state_dict(model_file["state_dict"])
+    return schedule, denoiser.eval()
+
+
 def build_loss(training_spec: dict):
     cfg = dict(training_spec["loss"])
     loss = LOSSES[cfg.pop("name")]
@@ -62,4 +69,4 @@ def sampler_options(sampler_spec: dict, scaling_name: str) -> dict:
     return options
 
 
-__all__ = ["build_network", "build_model", "build_loss", "sampling_sigmas", "sampler_options", "SCHEDULES"]
+__all__ = ["build_network", "build_model", "load_model", "build_loss", "sampling_sigmas", "sampler_options", "SCHEDULES"]

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import torch
 
-from .build import build_model, sampler_options, sampling_sigmas
+from .build import load_model, sampler_options, sampling_sigmas
 from .samplers import SAMPLERS, nfe
 from .scalings import get_scaling
 
@@ -34,9 +34,7 @@ def draw_samples(model_file: dict, sample_spec: dict, progress=True, batches=Non
     `aux`: paths of auxiliary networks by sampler option (config.AUX_OPTIONS).
     """
     training = model_file["spec"]
-    net, schedule, denoiser = build_model(training)
-    denoiser.load_state_dict(model_file["state_dict"])
-    denoiser.eval()
+    schedule, denoiser = load_model(model_file)
     sampler = sample_spec["sampler"]
     sigmas = sampling_sigmas(schedule, sampler["steps"], sampler["grid"]).float()
     options = sampler_options(sampler, training["input_scaling"])

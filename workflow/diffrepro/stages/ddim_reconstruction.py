@@ -10,7 +10,7 @@ import json
 
 import torch
 
-from ..build import build_model, sampling_sigmas
+from ..build import load_model, sampling_sigmas
 from ..config import config_hash
 from ..data import load_split
 from ..io import atomic_path, load_checkpoint
@@ -43,20 +43,16 @@ def main(argv=None):
 
     model_file = load_checkpoint(args.model, "trained model", required=("spec", "state_dict"))
     training = model_file["spec"]
-    _, schedule, denoiser = build_model(training)
-    denoiser.load_state_dict(model_file["state_dict"])
-    denoiser.eval()
+    schedule, denoiser = load_model(model_file)
     images, _ = load_split(args.data, "test", training["resolution"], settings["n_images"])
     x0 = torch.from_numpy(get_scaling(training["input_scaling"]).to_model(images))
-    rows = []
-    for steps in settings["steps"]:
-        mse = reconstruction_mse(denoiser, x0, sampling_sigmas(schedule, steps, {}).float())
-        rows.append({**run, "sampler": "ddim_eta0_encode_decode", "sampler_name": "ddim", "steps": steps,
-                     "nfe": 2 * steps, "seed": 0, "config_hash": config_hash(training)})
-        rows[-1]["_value"] = mse
-    table = rows_for({}, [{**r, "n_samples": settings["n_images"], "extractor": "none", "library": "none",
-                           "metric": "reconstruction_mse", "value": r.pop("_value"),
-                           "reference_set": "fashion_mnist_test"} for r in rows])
+    run = {**run, "sampler": "ddim_eta0_encode_decode", "sampler_name": "ddim", "seed": 0,
+           "reference_set": "fashion_mnist_test", "config_hash": config_hash(training)}
+    rows = [{"steps": steps, "nfe": 2 * steps, "n_samples": settings["n_images"], "extractor": "none",
+             "library": "none", "metric": "reconstruction_mse",
+             "value": reconstruction_mse(denoiser, x0, sampling_sigmas(schedule, steps, {}).float())}
+            for steps in settings["steps"]]
+    table = rows_for(run, rows)
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp, index=False)
 
