@@ -1,7 +1,7 @@
 # The t-free sampler's noise-level predictor (fast.ai lesson 22): one per name that a sampler option
 # `noise_level_predictor: tfree_fastai/<name>` refers to (in any replication), trained on the input
 # scaling of the experiments that use it; its test-set MSE rows join metrics.csv.
-from diffrepro.config import validate as _validate_stage
+from diffrepro.config import steps_for as _steps_for, validate as _validate_stage
 
 _TFREE_STAGE = PLAN.replications["tfree_fastai"].get("stages", {}).get("noise_level")
 try:
@@ -10,15 +10,17 @@ try:
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
 
-# (name, input scaling) of every use; a predictor reads images of one scaling only
-_TFREE_USES = sorted({(s["options"]["noise_level_predictor"].removeprefix("tfree_fastai/"), scaling)
-                      for doc in PLAN.replications.values() for exp in doc["experiments"].values()
-                      for s in exp["samplers"] for scaling in exp["input_scalings"]
-                      if s.get("options", {}).get("noise_level_predictor", "").startswith("tfree_fastai/")})
-TFREE_PREDICTORS = dict(_TFREE_USES)
+# (name, input scaling, resolution) of every sampler at this scale that uses one of our predictors:
+# a predictor reads images of one scaling and resolution only
+_TFREE_USES = sorted({(s["options"]["noise_level_predictor"].removeprefix("tfree_fastai/"), r["scaling"],
+                       PLAN.training_spec(r["paper"], r["experiment"], r["scaling"])["resolution"])
+                      for r in PLAN.runs() for s in PLAN.experiment(r["paper"], r["experiment"])["samplers"]
+                      if s.get("options", {}).get("noise_level_predictor", "").startswith("tfree_fastai/")
+                      and _steps_for(s, SCALE)})
+TFREE_PREDICTORS = {name: {"input_scaling": scaling, "resolution": res} for name, scaling, res in _TFREE_USES}
 if len(TFREE_PREDICTORS) != len(_TFREE_USES):
-    raise WorkflowError(f"invalid configuration: a tfree_fastai noise-level predictor serves one input scaling, "
-                        f"but (name, scaling) uses are {_TFREE_USES}")
+    raise WorkflowError(f"invalid configuration: a tfree_fastai noise-level predictor serves one input scaling "
+                        f"and resolution, but its (name, scaling, resolution) uses are {_TFREE_USES}")
 
 EXTRA_METRICS.extend(f"{RES}/metrics/tfree_fastai/{name}.csv" for name in sorted(TFREE_PREDICTORS))
 
@@ -34,8 +36,7 @@ rule tfree_fastai_noise_level:
         name="|".join(sorted(TFREE_PREDICTORS)) or "(?!)",
     params:
         # everything that determines the predictor, as JSON: a changed setting reruns the job
-        spec=lambda w: json.dumps({"paper": "tfree_fastai", "name": w.name, "input_scaling": TFREE_PREDICTORS[w.name],
-                                   "resolution": PLAN.scale_cfg["resolution"],
+        spec=lambda w: json.dumps({"paper": "tfree_fastai", "name": w.name, **TFREE_PREDICTORS[w.name],
                                    "train_limit": PLAN.scale_cfg["train_limit"], **_TFREE_STAGE[SCALE]},
                                   sort_keys=True),
         checkpoint=lambda w: f"{RES}/checkpoints/tfree_fastai/{w.name}.ckpt",

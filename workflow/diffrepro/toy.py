@@ -97,7 +97,8 @@ class TimeReadout(nn.Module):
 
     def forward(self, h, level):
         g = self.basis[level].to(h.dtype)  # [B, J]
-        return torch.einsum("bi,bj,jio->bo", h, g, self.weight.to(h.dtype)) + g @ self.bias.to(h.dtype)
+        weight = (g @ self.weight.to(h.dtype).flatten(1)).view(-1, *self.weight.shape[1:])  # [B, in, out]
+        return (h[:, :, None] * weight).sum(1) + g @ self.bias.to(h.dtype)
 
 
 # ---------------------------------------------------------------- network
