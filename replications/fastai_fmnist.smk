@@ -35,7 +35,7 @@ rule range_bug_evaluate:
     params:
         fid=json.dumps(PLAN.scale_cfg["fid"], sort_keys=True),
         resolution=PLAN.scale_cfg["resolution"],
-    threads: 8
+    threads: 1
     conda:
         "../envs/environment.yaml"
     log:
