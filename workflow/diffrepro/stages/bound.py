@@ -7,7 +7,6 @@ L_T + sum_t L_{t-1} + L_0 (losses.bits_per_dim_bound). The dimensions are those 
 Fashion-MNIST zero-padded to 32x32, so the 240 padding pixels per image count too.
 """
 
-import argparse
 import json
 import math
 
@@ -22,7 +21,7 @@ from ..io import atomic_path, load_checkpoint
 from ..losses import bits_per_dim_bound
 from ..metrics_table import COLUMNS
 from ..scalings import get_scaling
-from . import run_stage
+from . import parse_stage_args, run_stage, stage_parser
 
 # the discretised decoder's bins are 2/255 wide on [-1, 1]: only 8-bit images in that range fit it
 EIGHT_BIT_SCALING, EIGHT_BIT_RESOLUTION = "symmetric", 32
@@ -66,14 +65,11 @@ def bound_rows(spec: dict, batches: list, settings: dict, levels: int) -> list:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
+    p = stage_parser(__doc__)
     p.add_argument("--model", required=True, help="model.pt written by the train stage")
     p.add_argument("--data", required=True, help="Fashion-MNIST npz")
     p.add_argument("--settings", required=True, help="JSON: n_images, timesteps (null = all), batch_size, seed")
-    p.add_argument("--out", required=True)
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = parse_stage_args(p, argv)
     settings = json.loads(args.settings)
 
     model_file = load_checkpoint(args.model, "trained model", required=("spec", "state_dict"))

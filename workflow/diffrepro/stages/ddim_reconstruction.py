@@ -5,7 +5,6 @@ noise and running it down decodes it; the error falls as steps grow (0.014 at S=
 S >= 500 on CIFAR-10 in the paper). Error is the per-pixel MSE in the model's data space.
 """
 
-import argparse
 import json
 
 import torch
@@ -17,7 +16,7 @@ from ..io import atomic_path, load_checkpoint
 from ..metrics_table import rows_for
 from ..samplers import ddim
 from ..scalings import get_scaling
-from . import run_stage
+from . import parse_stage_args, run_stage, stage_parser
 
 
 @torch.no_grad()
@@ -30,15 +29,12 @@ def reconstruction_mse(denoiser, x0, sigmas) -> float:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
+    p = stage_parser(__doc__)
     p.add_argument("--model", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--settings", required=True, help="JSON: n_images, steps")
     p.add_argument("--run", required=True, help="JSON: paper, experiment, input_scaling of the rows")
-    p.add_argument("--out", required=True)
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = parse_stage_args(p, argv)
     settings, run = json.loads(args.settings), json.loads(args.run)
 
     model_file = load_checkpoint(args.model, "trained model", required=("spec", "state_dict"))

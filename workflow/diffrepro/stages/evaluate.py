@@ -1,12 +1,10 @@
 """Stage: FID and KID of one sample set (or of real training images: the floor), by both libraries."""
 
-import argparse
 import json
 import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..config import config_hash
 from ..data import load_split, resample
@@ -14,7 +12,7 @@ from ..features import FMNIST_CLASSIFIER, Extractor
 from ..metrics import compute_metrics
 from ..metrics_table import rows_for
 from ..scalings import misread
-from . import run_stage
+from . import parse_stage_args, run_stage, stage_parser
 
 def reference_set_name(reference_path) -> str:
     with np.load(reference_path) as f:
@@ -46,7 +44,7 @@ def sample_run(path):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
+    p = stage_parser(__doc__)
     p.add_argument("--samples", help="npz written by the sample stage")
     p.add_argument("--real-data", help="Fashion-MNIST npz: score n training images instead (real-data floor)")
     p.add_argument("--n", type=int)
@@ -57,10 +55,7 @@ def main(argv=None):
     p.add_argument("--fid", required=True, help="FID settings (JSON): kid_subset_size, kid_subsets")
     p.add_argument("--misread", metavar="ACTUAL:ASSUMED", default=None,
                    help="reproduce an evaluation-range mistake on purpose, e.g. centered:symmetric")
-    p.add_argument("--out", required=True)
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = parse_stage_args(p, argv)
     fid = json.loads(args.fid)
 
     if args.samples:

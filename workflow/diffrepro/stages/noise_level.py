@@ -4,7 +4,6 @@ Called by replications/tfree_fastai.smk. The predictor sees images in the input 
 models it serves (the spec's input_scaling), exactly as samplers.tfree_ddim hands them over.
 """
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from ..io import atomic_path
 from ..metrics_table import rows_for
 from ..noise_level import evaluate_noise_level_predictor, save_noise_level_predictor, train_noise_level_predictor
 from ..scalings import get_scaling
-from . import run_stage
+from . import parse_stage_args, run_stage, stage_parser
 
 TEST_SPLIT_SIZE = 10_000
 
@@ -39,17 +38,14 @@ def metric_rows(spec: dict, scores: dict, n_eval: int) -> pd.DataFrame:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
+    p = stage_parser(__doc__)
     p.add_argument("--spec", required=True, help="predictor settings (JSON): paper, name, input_scaling, "
                    "resolution, train_limit, width, steps, batch_size, lr, warmup, grad_clip, seed, eval_images")
     p.add_argument("--data", required=True)
-    p.add_argument("--out", required=True)
     p.add_argument("--metrics", required=True)
     p.add_argument("--losses", required=True)
     p.add_argument("--checkpoint", default=None)
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = parse_stage_args(p, argv)
     spec = json.loads(args.spec)
 
     train_images = scaled_split(args.data, "train", spec, spec["train_limit"])

@@ -1,30 +1,25 @@
 """Stage: features and Gaussian statistics of the Fashion-MNIST test split (the FID reference)."""
 
-import argparse
 import os
 from pathlib import Path
 
-import torch
 
 from ..data import load_split
 from ..features import FMNIST_CLASSIFIER, Extractor
 from ..metrics import write_reference
 from ..scalings import misread
-from . import run_stage
+from . import parse_stage_args, run_stage, stage_parser
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
+    p = stage_parser(__doc__)
     p.add_argument("--data", required=True)
     p.add_argument("--classifier", required=True)
     p.add_argument("--resolution", type=int, default=32)
     p.add_argument("--n", type=int, default=None, help="first n test images (default: all 10k)")
     p.add_argument("--misread", metavar="ACTUAL:ASSUMED", default=None,
                    help="reproduce an evaluation-range mistake on purpose, e.g. centered:symmetric")
-    p.add_argument("--out", required=True)
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = parse_stage_args(p, argv)
     images, _ = load_split(args.data, "test", args.resolution, args.n)
     out = Path(args.out)
     tmp = out.with_name(out.name + ".part")

@@ -1,27 +1,22 @@
 """Stage: sample one (model, sampler, steps, seed) into an npz of images in [0, 1]."""
 
-import argparse
 import json
 
 import numpy as np
-import torch
 
 from ..config import config_hash
 from ..io import atomic_path, load_checkpoint
 from ..sampling import draw_samples
-from . import run_stage
+from . import parse_stage_args, run_stage, stage_parser
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
+    p = stage_parser(__doc__)
     p.add_argument("--spec", required=True, help="resolved sample spec (JSON)")
     p.add_argument("--model", required=True)
     p.add_argument("--aux", action="append", default=[], metavar="OPTION=PATH",
                    help="an auxiliary network for a sampler option (e.g. noise_level_predictor=...)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = parse_stage_args(p, argv)
 
     spec = json.loads(args.spec)
     model_file = load_checkpoint(args.model, "trained model", required=("spec", "state_dict"))

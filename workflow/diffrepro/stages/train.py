@@ -1,6 +1,5 @@
 """Stage: train one experiment's network. Called by workflow/rules/train.smk."""
 
-import argparse
 import json
 from pathlib import Path
 
@@ -13,19 +12,16 @@ from ..data import load_split
 from ..io import atomic_path, atomic_save
 from ..scalings import get_scaling
 from ..training import seed_everything, train
-from . import run_stage
+from . import parse_stage_args, run_stage, stage_parser
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
+    p = stage_parser(__doc__)
     p.add_argument("--spec", required=True, help="resolved training spec (JSON)")
     p.add_argument("--data", required=True)
-    p.add_argument("--out", required=True)
     p.add_argument("--losses", required=True)
     p.add_argument("--checkpoint", default=None)
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = parse_stage_args(p, argv)
 
     spec = json.loads(args.spec)
     images, _ = load_split(args.data, "train", spec["resolution"], spec["train_limit"])

@@ -1,16 +1,14 @@
 """Stage: train the Fashion-MNIST classifier whose features the FID/KID use; record its accuracy."""
 
-import argparse
 import json
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..data import load_split
 from ..models.classifier import save_classifier, train_classifier
-from . import run_stage
+from . import parse_stage_args, run_stage, stage_parser
 
 MIN_ACCURACY = 0.80  # below this the features are too poor for FID to mean anything
 
@@ -20,15 +18,12 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
+    p = stage_parser(__doc__)
     p.add_argument("--cfg", required=True, help="classifier settings (JSON)")
     p.add_argument("--data", required=True)
     p.add_argument("--resolution", type=int, default=32)
-    p.add_argument("--out", required=True)
     p.add_argument("--metrics", required=True)
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = parse_stage_args(p, argv)
     cfg = json.loads(args.cfg)
 
     train_x, train_y = load_split(args.data, "train", args.resolution, cfg.get("train_limit"))
