@@ -32,6 +32,7 @@ rule tfree_fastai_noise_level:
         model=f"{RES}/aux/tfree_fastai/{{name}}.pt",
         losses=f"{RES}/aux/tfree_fastai/{{name}}_loss.csv",
         metrics=f"{RES}/metrics/tfree_fastai/{{name}}.csv",
+        predictions=f"{RES}/aux/tfree_fastai/{{name}}_predictions.csv",
     wildcard_constraints:
         name="|".join(sorted(TFREE_PREDICTORS)) or "(?!)",
     params:
@@ -49,5 +50,5 @@ rule tfree_fastai_noise_level:
         f"{RES}/benchmarks/tfree_fastai/{{name}}.tsv"
     shell:
         "python -m diffrepro.stages.noise_level --spec {params.spec:q} --data {input.data} "
-        "--out {output.model} --metrics {output.metrics} --losses {output.losses} "
+        "--out {output.model} --metrics {output.metrics} --losses {output.losses} --predictions {output.predictions} "
         "--checkpoint {params.checkpoint} --threads {threads} 2> {log}"

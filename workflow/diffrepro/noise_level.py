@@ -80,6 +80,18 @@ def evaluate_noise_level_predictor(predictor: NoiseLevelPredictor, images: torch
     return {"noise_level_mse": total / len(images), "noise_level_mse_constant": total_constant / len(images)}
 
 
+@torch.no_grad()
+def predicted_vs_true(predictor: NoiseLevelPredictor, images: torch.Tensor, *, seed: int = 0) -> dict:
+    """{"alpha_bar": true abar, "alpha_bar_predicted": ...} for one abar ~ U(0, 1) per image (for plots)."""
+    predictor.eval()
+    generator = torch.Generator().manual_seed(seed)
+    alpha_bar = sample_alpha_bar(len(images), generator)
+    noise = torch.randn(images.shape, generator=generator, dtype=images.dtype)
+    x_vp = alpha_bar.sqrt().to(images.dtype).view(-1, 1, 1, 1) * images \
+        + (1 - alpha_bar).sqrt().to(images.dtype).view(-1, 1, 1, 1) * noise
+    return {"alpha_bar": alpha_bar.numpy(), "alpha_bar_predicted": predictor.predict_alpha_bar(x_vp).double().numpy()}
+
+
 def save_noise_level_predictor(predictor: NoiseLevelPredictor, path, meta: dict | None = None) -> None:
     """config + state_dict + meta (plain values only, so weights_only loading reads it), atomically."""
     atomic_save({"config": dict(predictor.net.config), "state_dict": predictor.state_dict(),

@@ -15,11 +15,12 @@ from ..config import config_hash
 from ..data import load_split
 from ..io import atomic_path
 from ..metrics_table import rows_for
-from ..noise_level import evaluate_noise_level_predictor, save_noise_level_predictor, train_noise_level_predictor
+from ..noise_level import evaluate_noise_level_predictor, predicted_vs_true, save_noise_level_predictor, train_noise_level_predictor
 from ..scalings import get_scaling
 from . import parse_stage_args, run_stage, stage_parser
 
 TEST_SPLIT_SIZE = 10_000
+PLOTTED_PREDICTIONS = 2000
 
 
 def scaled_split(data, split, spec, limit):
@@ -44,6 +45,7 @@ def main(argv=None):
     p.add_argument("--data", required=True)
     p.add_argument("--metrics", required=True)
     p.add_argument("--losses", required=True)
+    p.add_argument("--predictions", default=None, help="csv: true vs predicted abar on 2000 test images")
     p.add_argument("--checkpoint", default=None)
     args = parse_stage_args(p, argv)
     spec = json.loads(args.spec)
@@ -57,6 +59,10 @@ def main(argv=None):
     test_images = scaled_split(args.data, "test", spec, spec["eval_images"])
     scores = evaluate_noise_level_predictor(predictor, test_images, seed=spec["seed"])
 
+    if args.predictions:
+        pairs = predicted_vs_true(predictor, test_images[:PLOTTED_PREDICTIONS], seed=spec["seed"] + 1)
+        with atomic_path(args.predictions) as tmp:
+            pd.DataFrame(pairs).to_csv(tmp, index=False)
     with atomic_path(args.losses) as tmp:
         pd.DataFrame(log).to_csv(tmp, index=False)
     with atomic_path(args.metrics) as tmp:
