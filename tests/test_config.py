@@ -234,3 +234,19 @@ def test_sweep_giving_an_invalid_experiment_is_rejected(tmp_path):
     (d / "sweeper.yaml").write_text(yaml.safe_dump(doc))
     with pytest.raises(ConfigError, match="sweeper.yaml: sweeps.grid gives an invalid experiment grid__res20: resolution: 20 is not allowed"):
         load_replications(d)
+
+
+def test_replicate_seeds_train_their_own_network(tmp_path):
+    d = _with_sharing_experiment(tmp_path)
+    doc = yaml.safe_load((d / "sharer.yaml").read_text())
+    doc["experiments"]["reuse"]["samplers"][0]["seeds"] = {"smoke": [0, 2]}
+    (d / "sharer.yaml").write_text(yaml.safe_dump(doc))
+    plan = Plan(load_config({**copy.deepcopy(CONFIG), "scale": "smoke"}), load_replications(d))
+    assert sorted(r["seed"] for r in plan.sample_runs() if r["paper"] == "sharer") == [0, 2]
+    w = lambda seed: type("W", (), {"paper": "sharer", "experiment": "reuse", "scaling": "symmetric", "seed": seed})
+    assert plan.model_path("r", w(0)) == "r/models/ddpm_2020/eps_simple/symmetric/model.pt"
+    assert plan.model_path("r", w(2)) == "r/models/ddpm_2020/eps_simple/symmetric/seed2/model.pt"
+    base = plan.training_spec("ddpm_2020", "eps_simple", "symmetric")
+    twin = plan.sample_spec("sharer", "reuse", "symmetric", "euler", 5, 2)["training"]
+    assert twin["train"]["seed"] == base["train"]["seed"] + 2 and {**twin, "train": base["train"]} == base
+    assert plan.sample_spec("sharer", "reuse", "symmetric", "euler", 5, 0)["training"] == base

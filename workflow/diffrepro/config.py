@@ -197,23 +197,27 @@ class Plan:
         return tuple(exp["model"].split("/")) if "model" in exp else (paper, experiment)
 
     def model_path(self, results: str, w) -> str:
+        """The network a sample set uses: replicate 0 is the experiment's model, replicate k its seed-k twin."""
         paper, experiment = self.trained_by(w.paper, w.experiment)
-        return f"{results}/models/{paper}/{experiment}/{w.scaling}/model.pt"
+        replicate = int(getattr(w, "seed", 0))
+        return f"{results}/models/{paper}/{experiment}/{w.scaling}/{f'seed{replicate}/' if replicate else ''}model.pt"
 
     def aux_inputs(self, results: str, w) -> dict:
         """Auxiliary networks a sampler uses (e.g. the t-free noise-level predictor), by option name."""
         options = self.sampler(w.paper, w.experiment, w.sampler).get("options", {})
         return {key: f"{results}/aux/{options[key]}.pt" for key in AUX_OPTIONS if key in options}
 
-    def training_spec(self, paper: str, experiment: str, scaling: str) -> dict:
+    def training_spec(self, paper: str, experiment: str, scaling: str, replicate: int = 0) -> dict:
         """Everything that determines a trained network (its hash keys its results)."""
         paper, experiment = self.trained_by(paper, experiment)
         exp, sc = self.experiment(paper, experiment), self.scale_cfg
+        train = {**sc["train"], **exp.get("train", {})}
+        train["seed"] += int(replicate)
         return copy.deepcopy({
             "paper": paper, "experiment": experiment, "input_scaling": scaling,
             "resolution": exp.get("resolution", sc["resolution"]), "train_limit": sc["train_limit"],
             "schedule": exp["schedule"], "parameterisation": exp["parameterisation"], "loss": exp["loss"],
-            "unet": {**sc["unet"], **exp.get("network", {})}, "train": {**sc["train"], **exp.get("train", {})},
+            "unet": {**sc["unet"], **exp.get("network", {})}, "train": train,
         })
 
     def sampler(self, paper: str, experiment: str, label: str) -> dict:
@@ -226,7 +230,7 @@ class Plan:
         sampler = self.sampler(paper, experiment, label)
         return {
             "run": {"paper": paper, "experiment": experiment, "input_scaling": scaling},
-            "training": self.training_spec(paper, experiment, scaling),
+            "training": self.training_spec(paper, experiment, scaling, seed),
             "sampler": {"label": label, "name": sampler["name"], "options": sampler.get("options", {}),
                         "grid": sampler.get("grid", {}), "steps": int(steps)},
             "seed": int(seed), "n_samples": self.scale_cfg["sampling"]["n_samples"],
@@ -235,7 +239,8 @@ class Plan:
 
     def training_spec_json(self, w) -> str:
         """Snakemake params: the spec as JSON, so a changed configuration reruns the job."""
-        return json.dumps(self.training_spec(w.paper, w.experiment, w.scaling), sort_keys=True)
+        spec = self.training_spec(w.paper, w.experiment, w.scaling, int(getattr(w, "seed", 0)))
+        return json.dumps(spec, sort_keys=True)
 
     def sample_spec_json(self, w) -> str:
         spec = self.sample_spec(w.paper, w.experiment, w.scaling, w.sampler, w.steps, w.seed)
@@ -260,10 +265,13 @@ class Plan:
         """The runs that train a network of their own."""
         return (r for r in self.runs() if "model" not in self.experiment(r["paper"], r["experiment"]))
 
+    def seeds(self, sampler: dict) -> list:
+        """A sampler's replicate seeds at this scale: its own `seeds`, else the scale's."""
+        return per_scale(sampler.get("seeds", {}), self.scale) or self.scale_cfg["sampling"]["seeds"]
+
     def sample_runs(self):
-        seeds = self.scale_cfg["sampling"]["seeds"]
         for t in self.runs():
             for sampler in self.experiment(t["paper"], t["experiment"])["samplers"]:
                 for steps in steps_for(sampler, self.scale):
-                    for seed in seeds:
+                    for seed in self.seeds(sampler):
                         yield {**t, "sampler": sampler["label"], "steps": steps, "seed": seed}

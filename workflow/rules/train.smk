@@ -20,3 +20,17 @@ rule train:
         "python -m diffrepro.stages.train --spec {params.spec:q} --data {input.data} "
         "--out {output.model} --losses {output.losses} --checkpoint {params.checkpoint} "
         "--threads {threads} 2> {log}"
+
+
+# Replicate k of a network (a sampler's `seeds:`): the same training with the train seed shifted by k.
+use rule train as train_replicate with:
+    output:
+        model=f"{RES}/models/{{paper}}/{{experiment}}/{{scaling}}/seed{{seed}}/model.pt",
+        losses=f"{RES}/models/{{paper}}/{{experiment}}/{{scaling}}/seed{{seed}}/loss.csv",
+    params:
+        spec=PLAN.training_spec_json,
+        checkpoint=lambda w: f"{RES}/checkpoints/{w.paper}/{w.experiment}/{w.scaling}/seed{w.seed}.ckpt",
+    log:
+        f"{RES}/logs/train/{{paper}}/{{experiment}}/{{scaling}}/seed{{seed}}.log",
+    benchmark:
+        f"{RES}/benchmarks/train/{{paper}}/{{experiment}}/{{scaling}}/seed{{seed}}.tsv"
