@@ -14,6 +14,8 @@ import yaml
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 # sampler options whose value names an auxiliary network ('paper/name') a paper's rule file trains
 AUX_OPTIONS = ("noise_level_predictor",)
+# A scale's `performance:` settings when it leaves them out (diffrepro.performance applies them).
+PERFORMANCE_DEFAULTS = {"device": "auto", "bf16": False, "tf32": False, "channels_last": False, "compile": False}
 
 
 class ConfigError(ValueError):
@@ -188,6 +190,15 @@ class Plan:
         self.scale_cfg = config["scales"][self.scale]
         self.replications = replications
 
+    def performance(self) -> dict:
+        """The scale's performance settings that differ from the defaults.
+
+        Only those enter the specs: adding a setting, or writing a default out, leaves the spec
+        (hence its hash, the rules' params and every existing result) as it was.
+        """
+        settings = self.scale_cfg.get("performance", {})
+        return {key: value for key, value in settings.items() if value != PERFORMANCE_DEFAULTS[key]}
+
     def experiment(self, paper: str, experiment: str) -> dict:
         return self.replications[paper]["experiments"][experiment]
 
@@ -213,12 +224,17 @@ class Plan:
         exp, sc = self.experiment(paper, experiment), self.scale_cfg
         train = {**sc["train"], **exp.get("train", {})}
         train["seed"] += int(replicate)
-        return copy.deepcopy({
+        spec = {
             "paper": paper, "experiment": experiment, "input_scaling": scaling,
             "resolution": exp.get("resolution", sc["resolution"]), "train_limit": sc["train_limit"],
             "schedule": exp["schedule"], "parameterisation": exp["parameterisation"], "loss": exp["loss"],
             "unet": {**sc["unet"], **exp.get("network", {})}, "train": train,
-        })
+        }
+        return copy.deepcopy({**spec, **self._performance_entry()})
+
+    def _performance_entry(self) -> dict:
+        performance = self.performance()
+        return {"performance": performance} if performance else {}
 
     def sampler(self, paper: str, experiment: str, label: str) -> dict:
         for sampler in self.experiment(paper, experiment)["samplers"]:
@@ -234,7 +250,7 @@ class Plan:
             "sampler": {"label": label, "name": sampler["name"], "options": sampler.get("options", {}),
                         "grid": sampler.get("grid", {}), "steps": int(steps)},
             "seed": int(seed), "n_samples": self.scale_cfg["sampling"]["n_samples"],
-            "batch_size": self.scale_cfg["sampling"]["batch_size"],
+            "batch_size": self.scale_cfg["sampling"]["batch_size"], **self._performance_entry(),
         }
 
     def training_spec_json(self, w) -> str:

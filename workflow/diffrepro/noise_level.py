@@ -107,12 +107,14 @@ def load_predictor(path) -> tuple:
     return predictor.eval(), stored["meta"]
 
 
-def load_noise_level_predictor(path):
+def load_noise_level_predictor(path, device="cpu"):
     """The callable samplers.tfree_ddim takes: x_vp [B, ...] -> abar [B] in (0, 1), in x_vp's dtype.
 
     Logits are kept within the training range (|logit| <= LOGIT_MAX), so abar never reaches 0 or 1.
+    `device`: where the sampler's images are (the predictor runs there).
     """
     predictor, _ = load_predictor(path)
+    predictor.to(device)
     dtype = next(predictor.parameters()).dtype
 
     @torch.no_grad()

@@ -34,7 +34,10 @@ def _denoise(denoiser, x, sigma):
 
 
 def _noise(x, generator):
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    # Drawn where the generator lives (the CPU for sample sets), then moved: the random numbers
+    # of a seed are the same whichever device runs the network.
+    device = x.device if generator is None else generator.device
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=device).to(x.device)
 
 
 def _clip(x0, clip_x0):

@@ -1,4 +1,9 @@
-"""Draw samples from a trained model with any sampler; shard-invariant by construction."""
+"""Draw samples from a trained model with any sampler; shard-invariant by construction.
+
+Every random number comes from a CPU generator per (seed, batch) and is moved to the device the
+network runs on (the sample spec's `performance`), so a sample set is the same whether it is
+drawn on a CPU or a GPU (up to the network's arithmetic) and however it is split into shards.
+"""
 
 import time
 
@@ -6,16 +11,18 @@ import numpy as np
 import torch
 
 from .build import load_model, sampler_options, sampling_sigmas
+from .performance import (Performance, compile_module, configure_backends, in_autocast, place_batch, place_module,
+                          resolve_device)
 from .samplers import SAMPLERS, nfe
 from .scalings import get_scaling
 
 
-def load_aux(option: str, path):
+def load_aux(option: str, path, device="cpu"):
     """An auxiliary network as the callable a sampler option expects."""
     if option == "noise_level_predictor":
         from .noise_level import load_noise_level_predictor
 
-        return load_noise_level_predictor(path)
+        return load_noise_level_predictor(path, device)
     raise ValueError(f"no loader for sampler option {option!r}")
 
 
@@ -34,21 +41,26 @@ def draw_samples(model_file: dict, sample_spec: dict, progress=True, batches=Non
     `aux`: paths of auxiliary networks by sampler option (config.AUX_OPTIONS).
     """
     training = model_file["spec"]
+    performance = Performance.of_spec(sample_spec)
+    device = resolve_device(performance.device)
+    configure_backends(performance, device)
     schedule, denoiser = load_model(model_file)
+    network = in_autocast(compile_module(place_module(denoiser, performance, device), performance),
+                          performance, device)
     sampler = sample_spec["sampler"]
     sigmas = sampling_sigmas(schedule, sampler["steps"], sampler["grid"]).float()
     options = sampler_options(sampler, training["input_scaling"])
     for key, path in (aux or {}).items():
-        options[key] = load_aux(key, path)
+        options[key] = load_aux(key, path, device)
     scaling = get_scaling(training["input_scaling"])
     n, bs, res = sample_spec["n_samples"], sample_spec["batch_size"], training["resolution"]
     out, t0 = [], time.perf_counter()
     for k in (range(-(-n // bs)) if batches is None else batches):
         g, start = batch_generator(sample_spec["seed"], k), k * bs
         size = min(bs, n - start)
-        x = torch.randn(size, 1, res, res, generator=g) * sigmas[0]
-        x0 = SAMPLERS[sampler["name"]](denoiser, x, sigmas, generator=g, progress=progress, **options)
-        out.append(scaling.to_image(x0))
+        x = place_batch(torch.randn(size, 1, res, res, generator=g) * sigmas[0], performance, device)
+        x0 = SAMPLERS[sampler["name"]](network, x, sigmas, generator=g, progress=progress, **options)
+        out.append(scaling.to_image(x0.to("cpu", memory_format=torch.contiguous_format)))
     images = torch.cat(out).numpy().astype(np.float32)
     info = {"nfe": nfe(sampler["name"], sigmas, **options), "seconds": time.perf_counter() - t0,
             "out_of_range_fraction": float(((images < 0) | (images > 1)).mean()),

@@ -7,6 +7,10 @@ Python values so `torch.load(weights_only=True)` reads it. A run killed at any p
 rerun continues from the last checkpoint and ends bit-identical on CPU to an uninterrupted
 run (tests/test_reliability.py proves it on the real stage).
 
+Device and speed settings (diffrepro.performance) change where the arithmetic runs, never the
+random numbers: data order, noise levels and noise come from the CPU generator and are moved to
+the device, so a run resumed on another device continues the same stream.
+
 A checkpoint of another configuration (its `describe` differs) is ignored and overwritten; a
 corrupt one stops the run with a line telling the user to delete it. We do not start over
 silently: checkpoints are written atomically, so an unreadable one means something outside the
@@ -25,6 +29,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .io import atomic_save, load_checkpoint
+from .performance import (Performance, autocast, compile_module, configure_backends, place_batch, place_module,
+                          resolve_device)
 
 CHECKPOINT_KEYS = ("describe", "model", "opt", "ema", "step", "log", "order", "cursor", "rng")
 
@@ -57,15 +63,20 @@ def rng_state(generator: torch.Generator) -> dict:
     """Every RNG state as tensors/ints/floats (numpy arrays would break weights_only loading)."""
     _, key, pos, has_gauss, gauss = np.random.get_state()
     version, internal, gauss_next = random.getstate()
-    return {"generator": generator.get_state(), "torch": torch.get_rng_state(),
-            "numpy": {"key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
-                      "has_gauss": int(has_gauss), "gauss": float(gauss)},
-            "python": {"version": version, "state": list(internal), "gauss_next": gauss_next}}
+    state = {"generator": generator.get_state(), "torch": torch.get_rng_state(),
+             "numpy": {"key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "gauss": float(gauss)},
+             "python": {"version": version, "state": list(internal), "gauss_next": gauss_next}}
+    if torch.cuda.is_initialized():  # dropout on a GPU draws from the CUDA generators
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def restore_rng(state: dict, generator: torch.Generator) -> None:
     generator.set_state(state["generator"])
     torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
     n, p = state["numpy"], state["python"]
     np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
@@ -85,12 +96,20 @@ def _resume(checkpoint_path, describe):
     return ck
 
 
+def _cpu_state(module: torch.nn.Module) -> dict:
+    # Files hold CPU tensors in the standard layout whatever device/memory format trained them
+    # (on the CPU with the defaults these are the module's own tensors, unchanged).
+    return {k: v.to("cpu", memory_format=torch.contiguous_format) for k, v in module.state_dict().items()}
+
+
 def train(denoiser, schedule, loss_fn, data: torch.Tensor, cfg: dict, *, checkpoint_path=None,
-          describe="", progress=True):
+          describe="", progress=True, performance: Performance | None = None):
     """Train `denoiser` (its parameters) on `data` [N,C,H,W]; returns (ema_or_model_state, log rows).
 
     All randomness (data order, noise levels, noise) comes from one seeded generator whose state
     is checkpointed, so a resumed run is bit-identical to an uninterrupted one on CPU.
+    `performance`: device, bf16 autocast, TF32, channels_last, compile (default: CPU, float32);
+    the module is moved there for training and back to the CPU afterwards.
     """
     steps, batch, peak = cfg["steps"], cfg["batch_size"], cfg["lr"]
     warmup, clip = cfg.get("warmup", 0), cfg.get("grad_clip")
@@ -98,9 +117,15 @@ def train(denoiser, schedule, loss_fn, data: torch.Tensor, cfg: dict, *, checkpo
     decay = ema_decay(batch, cfg.get("ema_halflife_images", 0))
     generator = torch.Generator().manual_seed(cfg["seed"])
     seed_everything(cfg["seed"])  # dropout and anything else drawing from the global RNGs
+    performance = performance or Performance(device="cpu")
+    device = resolve_device(performance.device)
+    configure_backends(performance, device)
+    place_module(denoiser, performance, device)
+    print(f"training on {device}: {performance}", file=sys.stderr)
 
     opt = torch.optim.Adam(denoiser.parameters(), lr=peak)
     ema = copy.deepcopy(denoiser).requires_grad_(False) if decay > 0 else None
+    compile_module(denoiser, performance)  # after the EMA copy, which is averaged, never called
     start, log, order, cursor = 0, [], None, 0
     ck = _resume(checkpoint_path, describe)
     if ck is not None:
@@ -121,7 +146,9 @@ def train(denoiser, schedule, loss_fn, data: torch.Tensor, cfg: dict, *, checkpo
         cursor += batch
         sigma = schedule.sample_sigma(x0.shape[0], generator=generator).to(x0.dtype)
         noise = torch.randn(x0.shape, generator=generator)
-        loss = loss_fn(denoiser, x0, sigma, noise)
+        x0, sigma, noise = (place_batch(t, performance, device) for t in (x0, sigma, noise))
+        with autocast(performance, device):
+            loss = loss_fn(denoiser, x0, sigma, noise)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"training diverged: loss is {loss.item()} at step {step + 1} of {steps} "
                                    f"({describe}); lower train.lr (now {peak:g}) or check the "
@@ -143,8 +170,9 @@ def train(denoiser, schedule, loss_fn, data: torch.Tensor, cfg: dict, *, checkpo
                     "images_per_s": seen / (time.perf_counter() - t0)})
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if checkpoint_path is not None and (step + 1) % every == 0 and step + 1 < steps:
-            atomic_save({"describe": describe, "model": denoiser.state_dict(), "opt": opt.state_dict(),
-                         "ema": ema.state_dict() if ema is not None else None, "step": step + 1, "log": log,
+            atomic_save({"describe": describe, "model": _cpu_state(denoiser), "opt": opt.state_dict(),
+                         "ema": _cpu_state(ema) if ema is not None else None, "step": step + 1, "log": log,
                          "order": order, "cursor": cursor, "rng": rng_state(generator)}, checkpoint_path)
-    final = ema if ema is not None else denoiser
-    return final.state_dict(), log
+    final = _cpu_state(ema if ema is not None else denoiser)
+    denoiser.to("cpu", memory_format=torch.contiguous_format)
+    return final, log

@@ -10,6 +10,7 @@ from ..build import build_loss, build_model
 from ..config import config_hash
 from ..data import load_split
 from ..io import atomic_path, atomic_save
+from ..performance import Performance
 from ..scalings import get_scaling
 from ..training import seed_everything, train
 from . import parse_stage_args, run_stage, stage_parser
@@ -31,6 +32,7 @@ def main(argv=None):
     digest = config_hash(spec)
     state, log = train(denoiser, schedule, build_loss(spec), data, spec["train"],
                        checkpoint_path=Path(args.checkpoint) if args.checkpoint else None,
+                       performance=Performance.of_spec(spec),
                        describe=f"{spec['paper']}/{spec['experiment']}/{spec['input_scaling']} config {digest}")
     with atomic_path(args.losses) as tmp:
         pd.DataFrame(log).to_csv(tmp, index=False)
