@@ -44,6 +44,7 @@ EXTRA_METRICS = []
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
+include: "workflow/rules/sample_shards.smk"
 include: "workflow/rules/evaluate.smk"
 
 

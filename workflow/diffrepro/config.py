@@ -189,6 +189,7 @@ class Plan:
         self.scale = config["scale"]
         self.scale_cfg = config["scales"][self.scale]
         self.replications = replications
+        self.shards = self._shards()
 
     def performance(self) -> dict:
         """The scale's performance settings that differ from the defaults.
@@ -198,6 +199,17 @@ class Plan:
         """
         settings = self.scale_cfg.get("performance", {})
         return {key: value for key, value in settings.items() if value != PERFORMANCE_DEFAULTS[key]}
+
+    def _shards(self) -> int:
+        """Jobs a sample set is split over (sampling.shards); each draws whole batches."""
+        sampling = self.scale_cfg["sampling"]
+        shards = sampling.get("shards", 1)
+        batches = -(-sampling["n_samples"] // sampling["batch_size"])
+        if shards > batches:
+            raise ConfigError(f"scales.{self.scale}.sampling.shards: {shards} shards of {batches} batches "
+                              f"({sampling['n_samples']} samples in batches of {sampling['batch_size']}); "
+                              f"a shard draws whole batches, so use at most {batches}")
+        return shards
 
     def experiment(self, paper: str, experiment: str) -> dict:
         return self.replications[paper]["experiments"][experiment]

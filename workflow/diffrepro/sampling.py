@@ -32,6 +32,22 @@ def batch_generator(seed: int, batch_index: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + batch_index)
 
 
+def n_batches(n_samples: int, batch_size: int) -> int:
+    return -(-n_samples // batch_size)
+
+
+def shard_batches(n_samples: int, batch_size: int, shard: int, shards: int) -> range:
+    """The batches shard `shard` of `shards` draws: consecutive, and as even as whole batches allow.
+
+    Shards in order cover batches 0, 1, ... once each, so their images concatenated in shard
+    order are the unsharded set (batch k is seeded by k alone, see batch_generator).
+    """
+    total = n_batches(n_samples, batch_size)
+    if not (0 <= shard < shards <= total):
+        raise ValueError(f"shard {shard} of {shards}: need 0 <= shard < shards <= {total} (the number of batches)")
+    return range(shard * total // shards, (shard + 1) * total // shards)
+
+
 @torch.no_grad()
 def draw_samples(model_file: dict, sample_spec: dict, progress=True, batches=None, aux=None):
     """(images in [0,1] float32 [N,C,H,W], info dict) for one sampler/steps/seed.
@@ -55,7 +71,7 @@ def draw_samples(model_file: dict, sample_spec: dict, progress=True, batches=Non
     scaling = get_scaling(training["input_scaling"])
     n, bs, res = sample_spec["n_samples"], sample_spec["batch_size"], training["resolution"]
     out, t0 = [], time.perf_counter()
-    for k in (range(-(-n // bs)) if batches is None else batches):
+    for k in (range(n_batches(n, bs)) if batches is None else batches):
         g, start = batch_generator(sample_spec["seed"], k), k * bs
         size = min(bs, n - start)
         x = place_batch(torch.randn(size, 1, res, res, generator=g) * sigmas[0], performance, device)

@@ -6,7 +6,7 @@ import sys
 # Failures a user can fix (bad data, damaged file, bad config, diverged run, wrong image range):
 # they get one actionable line; anything else is a bug and keeps its traceback.
 USER_ERRORS = {"DataError", "CheckpointError", "ConfigError", "TrainingDiverged", "ImageSetError",
-               "FeatureExtractorUnavailable", "StaleResults", "DeviceUnavailable"}
+               "FeatureExtractorUnavailable", "StaleResults", "ShardError", "DeviceUnavailable"}
 
 
 def run_stage(main) -> None:

@@ -1,12 +1,14 @@
-"""Stage: sample one (model, sampler, steps, seed) into an npz of images in [0, 1]."""
+"""Stage: sample one (model, sampler, steps, seed) into an npz of images in [0, 1].
+
+With --shard I --shards N it draws only shard I's batches (the merge_samples stage joins the
+shards into the file this stage writes without them).
+"""
 
 import json
 
-import numpy as np
-
-from ..config import config_hash
-from ..io import atomic_path, load_checkpoint
-from ..sampling import draw_samples
+from ..io import load_checkpoint
+from ..sample_sets import sample_set_meta, shard_meta, write_sample_set
+from ..sampling import draw_samples, shard_batches
 from . import parse_stage_args, run_stage, stage_parser
 
 
@@ -16,18 +18,24 @@ def main(argv=None):
     p.add_argument("--model", required=True)
     p.add_argument("--aux", action="append", default=[], metavar="OPTION=PATH",
                    help="an auxiliary network for a sampler option (e.g. noise_level_predictor=...)")
+    p.add_argument("--shard", type=int, default=None, help="draw only this shard (0-based) of --shards")
+    p.add_argument("--shards", type=int, default=1, help="shards the sample set is split into")
     args = parse_stage_args(p, argv)
 
     spec = json.loads(args.spec)
     model_file = load_checkpoint(args.model, "trained model", required=("spec", "state_dict"))
     aux = dict(item.split("=", 1) for item in args.aux)
-    images, info = draw_samples(model_file, spec, aux=aux)
+    batches = None if args.shard is None else shard_batches(spec["n_samples"], spec["batch_size"],
+                                                            args.shard, args.shards)
+    images, info = draw_samples(model_file, spec, aux=aux, batches=batches)
     if info["non_finite"]:
         # clip() would hide NaNs as 0/1 pixels; a diverged sampler must not get a FID.
         raise SystemExit(f"error: {info['non_finite']} non-finite pixels sampling {args.out}; the sampler diverged")
-    meta = {**info, "spec": spec, "config_hash": config_hash(spec), "value_range": [0.0, 1.0]}
-    with atomic_path(args.out) as tmp:
-        np.savez(tmp, images=images, meta=json.dumps(meta))
+    if batches is None:
+        meta = sample_set_meta(info, spec)
+    else:
+        meta = shard_meta(info, spec, args.shard, args.shards, batches, images)
+    write_sample_set(args.out, images, meta)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,74 @@
+"""Sample-set files: the npz the sample stage writes, the shards of one, and their merge.
+
+A sample set is `images` (float32 [N, C, H, W] in [0, 1]) and `meta` (JSON). A shard holds the
+images of consecutive whole batches (sampling.shard_batches) with the same meta plus a `shard`
+entry; merging the shards of a set gives the very file the unsharded sample stage writes (the
+same images, the same meta; only `seconds`, wall-clock time, is the shards' sum).
+"""
+
+import json
+
+import numpy as np
+
+from .config import config_hash
+from .io import atomic_path
+
+
+class ShardError(ValueError):
+    """Shard files that do not make up one sample set (missing, repeated, from another config)."""
+
+
+def sample_set_meta(info: dict, spec: dict) -> dict:
+    """The meta of a sample set: draw_samples' info, the sample spec and its hash."""
+    return {**info, "spec": spec, "config_hash": config_hash(spec), "value_range": [0.0, 1.0]}
+
+
+def shard_meta(info: dict, spec: dict, shard: int, shards: int, batches: range, images: np.ndarray) -> dict:
+    # The merge needs the count of out-of-range pixels, not the shard's fraction, to give the
+    # same float as the unsharded set's mean; the fraction is count / size exactly, so it rounds back.
+    count = round(info["out_of_range_fraction"] * images.size)
+    return {**sample_set_meta(info, spec),
+            "shard": {"index": shard, "of": shards, "batches": [batches.start, batches.stop],
+                      "images": len(images), "out_of_range_count": count}}
+
+
+def write_sample_set(path, images: np.ndarray, meta: dict) -> None:
+    with atomic_path(path) as tmp:
+        np.savez(tmp, images=images, meta=json.dumps(meta))
+
+
+def read_sample_set(path) -> tuple:
+    with np.load(path) as f:
+        return f["images"], json.loads(str(f["meta"]))
+
+
+def merge_shards(shards: list) -> tuple:
+    """(images, meta) of the whole set from its shards' (images, meta), given in shard order."""
+    if not shards:
+        raise ShardError("no shard files to merge")
+    metas = [meta for _, meta in shards]
+    first = metas[0]
+    expected = first["shard"]["of"]
+    indices = [meta["shard"]["index"] for meta in metas]
+    if indices != list(range(expected)) or any(meta["shard"]["of"] != expected for meta in metas):
+        raise ShardError(f"shards {indices} (of {[m['shard']['of'] for m in metas]}) are not shards 0..{expected - 1} "
+                         f"of one set, in order; delete the shard files and rerun")
+    hashes = sorted({meta["config_hash"] for meta in metas})
+    if len(hashes) > 1:
+        raise ShardError(f"shards of different sample specs ({', '.join(hashes)}); delete the shard files and rerun")
+    ranges = [meta["shard"]["batches"] for meta in metas]
+    if any(a[1] != b[0] for a, b in zip(ranges, ranges[1:])) or ranges[0][0] != 0:
+        raise ShardError(f"shard batches {ranges} do not follow each other from batch 0; delete the shard files and rerun")
+    images = np.concatenate([images for images, _ in shards])
+    spec = first["spec"]
+    if len(images) != spec["n_samples"]:
+        raise ShardError(f"shards hold {len(images)} images, the sample spec asks for {spec['n_samples']}; "
+                         f"delete the shard files and rerun")
+    if len({meta["nfe"] for meta in metas}) > 1:
+        raise ShardError(f"shards report different NFE {[meta['nfe'] for meta in metas]}")
+    out_of_range = sum(meta["shard"]["out_of_range_count"] for meta in metas)
+    # the keys and their order of draw_samples' info, so the merged meta is the unsharded one
+    info = {"nfe": first["nfe"], "seconds": sum(meta["seconds"] for meta in metas),
+            "out_of_range_fraction": out_of_range / images.size,
+            "non_finite": sum(meta["non_finite"] for meta in metas)}
+    return images, sample_set_meta(info, spec)
