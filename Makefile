@@ -1,5 +1,6 @@
 # make run  — set up .venv, get Fashion-MNIST, run the whole DAG (default scale: quick)
 # make test — set up .venv, get Fashion-MNIST, run the test suite (includes a smoke DAG run)
+# make bench — print matmul peak, training/sampling throughput of our UNet vs diffusers', FID features/s
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -7,6 +8,7 @@ STAMP  := $(VENV)/.installed
 CORES  ?= all
 SCALE  ?=
 SNAKEMAKE_ARGS ?=
+BENCH_ARGS ?=
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 # rules call `python`: make it the venv's
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -27,6 +29,10 @@ report: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint
+
+# PYTHONPATH: this checkout's library, whatever the venv's editable install points at
+bench: $(STAMP)
+	PYTHONPATH=workflow $(BIN)/python benchmarks/bench_throughput.py $(BENCH_ARGS)
 
 $(STAMP): envs/requirements.txt envs/requirements-test.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
