@@ -37,8 +37,10 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-# Rule files of papers that need an extra stage append their metrics files here.
+# Rule files of papers that need an extra stage append their metrics files here,
+# and the files the report draws from (figures) to REPORT_EXTRAS.
 EXTRA_METRICS = []
+REPORT_EXTRAS = {"noise_level_predictions": [], "swiss_roll": []}
 
 
 include: "workflow/rules/data.smk"

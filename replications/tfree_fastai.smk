@@ -23,6 +23,8 @@ if len(TFREE_PREDICTORS) != len(_TFREE_USES):
                         f"and resolution, but its (name, scaling, resolution) uses are {_TFREE_USES}")
 
 EXTRA_METRICS.extend(f"{RES}/metrics/tfree_fastai/{name}.csv" for name in sorted(TFREE_PREDICTORS))
+REPORT_EXTRAS["noise_level_predictions"].extend(
+    f"{RES}/aux/tfree_fastai/{name}_predictions.csv" for name in sorted(TFREE_PREDICTORS))
 
 
 rule tfree_fastai_noise_level:

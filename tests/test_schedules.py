@@ -192,3 +192,17 @@ def test_input_scaled_schedule_shifts_log_snr_by_2_ln_b():
     torch.testing.assert_close(shift, torch.full_like(shift, 2 * math.log(0.5)))
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     torch.testing.assert_close(scaled.sample_sigma(5, g1), inner.sample_sigma(5, g2) / 0.5)
+
+
+def test_log_snr_at_quantile_matches_each_training_distribution():
+    build_schedule, InputScaledSchedule = S.build_schedule, S.InputScaledSchedule
+    linear = build_schedule({"name": "linear_beta"})
+    assert float(linear.log_snr_at_quantile(0.0)) == pytest.approx(math.log(1e-4 ** -1 - 1), rel=1e-3)
+    cosine = build_schedule({"name": "chen_cosine"})  # abar = cos^2(pi t / 2): log SNR = -2 ln tan(pi t / 2)
+    assert float(cosine.log_snr_at_quantile(0.5)) == pytest.approx(0.0, abs=1e-9)
+    assert float(cosine.log_snr_at_quantile(0.25)) == pytest.approx(-2 * math.log(math.tan(math.pi / 8)), rel=1e-9)
+    edm = build_schedule({"name": "edm", "p_mean": -1.2, "p_std": 1.2})  # median sigma = exp(p_mean)
+    assert float(edm.log_snr_at_quantile(0.5)) == pytest.approx(2.4, rel=1e-9)
+    assert float(edm.log_snr_at_quantile(0.8413447460685429)) == pytest.approx(-2 * (-1.2 + 1.2), abs=1e-9)
+    scaled = InputScaledSchedule(cosine, 0.5)  # Chen 2023: scaling x0 by b shifts log SNR by 2 ln b
+    assert float(scaled.log_snr_at_quantile(0.3)) == pytest.approx(float(cosine.log_snr_at_quantile(0.3)) + 2 * math.log(0.5))

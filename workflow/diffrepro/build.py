@@ -20,13 +20,20 @@ def build_network(training_spec: dict, in_channels: int = 1) -> UNet:
     return UNet(in_channels=in_channels, **cfg)
 
 
+def build_schedule_for(spec: dict):
+    """The schedule of a spec (experiment or training spec) in the data space the denoiser sees:
+    Chen's input scale b (parameterisation.input_scale) wraps it in InputScaledSchedule."""
+    schedule = build_schedule(spec["schedule"])
+    b = float(spec["parameterisation"].get("input_scale", 1.0))
+    return schedule if b == 1.0 else InputScaledSchedule(schedule, b)
+
+
 def build_model(training_spec: dict):
     """(network, schedule, denoiser) of a training spec; the schedule is in the denoiser's data space."""
     net = build_network(training_spec)
     schedule = build_schedule(training_spec["schedule"])
     denoiser = build_denoiser(net, training_spec["parameterisation"], schedule)
-    b = float(training_spec["parameterisation"].get("input_scale", 1.0))
-    return net, (schedule if b == 1.0 else InputScaledSchedule(schedule, b)), denoiser
+    return net, build_schedule_for(training_spec), denoiser
 
 
 def load_model(model_file: dict):

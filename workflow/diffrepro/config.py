@@ -7,6 +7,7 @@ import copy
 import hashlib
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import jsonschema
 import yaml
@@ -224,6 +225,10 @@ class Plan:
         paper, experiment = self.trained_by(w.paper, w.experiment)
         replicate = int(getattr(w, "seed", 0))
         return f"{results}/models/{paper}/{experiment}/{w.scaling}/{f'seed{replicate}/' if replicate else ''}model.pt"
+
+    def model_files(self, results: str) -> list:
+        """Every trained network some sample set uses (replicates included), sorted."""
+        return sorted({self.model_path(results, SimpleNamespace(**r)) for r in self.sample_runs()})
 
     def aux_inputs(self, results: str, w) -> dict:
         """Auxiliary networks a sampler uses (e.g. the t-free noise-level predictor), by option name."""

@@ -4,16 +4,13 @@ import platform
 import subprocess
 from pathlib import Path
 
-import matplotlib
-import matplotlib.ticker
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-import yaml  # noqa: E402
+import pandas as pd
+import yaml
 
 REAL = "real_data"
+TABLE_LIBRARY = "clean-fid"  # per-paper tables show one library; library_agreement() compares the two
+CONFIG_KEYS = ["experiment", "input_scaling", "sampler", "steps", "nfe"]
+PROTOCOL_KEYS = ["extractor", "library", "n_samples", "reference_set"]
 
 
 def model_rows(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -32,26 +29,70 @@ def metric_table(metrics: pd.DataFrame) -> pd.DataFrame:
     return table.merge(seeds, on=keys).merge(samples, on=keys)
 
 
-def plot_fid_vs_steps(metrics: pd.DataFrame, path) -> None:
-    fid = model_rows(metrics)
-    fid = fid[fid["metric"] == "fid"].copy()
-    fid["model"] = fid["paper"] + "/" + fid["experiment"] + " [" + fid["input_scaling"] + "]"
-    grid = sns.relplot(data=fid, x="steps", y="value", hue="sampler", style="library", col="model",
-                       kind="line", marker="o", errorbar="sd", height=3.5, aspect=1.3,
-                       facet_kws={"sharey": False})
-    grid.set(xscale="log")
-    for ax in grid.axes.flat:
-        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    grid.set_axis_labels("sampling steps", "FID (classifier features)")
-    floor = metrics[(metrics["paper"] == REAL) & (metrics["metric"] == "fid")]["value"]
-    if len(floor):
-        for ax in grid.axes.flat:
-            ax.axhline(floor.mean(), color="grey", ls="--", lw=1)
-            ax.annotate("real-data floor", (1, floor.mean()), xycoords=("axes fraction", "data"),
-                        ha="right", va="bottom", fontsize=8, color="grey")
-    grid.figure.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(grid.figure)
+def mean_sd(values: pd.Series) -> str:
+    """'m ± s' over seeds ('m' alone for one seed), 4 significant digits."""
+    if len(values) == 1 or values.std() != values.std():
+        return f"{values.mean():.4g}"
+    return f"{values.mean():.4g} ± {values.std():.2g}"
+
+
+def paper_table(metrics: pd.DataFrame, paper: str, references: list) -> pd.DataFrame:
+    """One row per (configuration, metric) of a paper: ours as mean ± sd over seeds, the protocol
+    columns, and the paper's number where its YAML reports one for that experiment and sampler."""
+    rows = metrics[(metrics["paper"] == paper) & (metrics["metric"] != "kid")
+                   & ~(metrics["metric"].isin(["fid"]) & (metrics["library"] != TABLE_LIBRARY))]
+    if rows.empty:
+        return pd.DataFrame()
+    keys = CONFIG_KEYS + ["metric"] + PROTOCOL_KEYS
+    table = (rows.groupby(keys, dropna=False)
+             .agg(ours=("value", mean_sd), seeds=("seed", "nunique")).reset_index())
+    table["paper reported"] = [_paper_value(references, r) for r in table.itertuples()]
+    table = table.rename(columns={"input_scaling": "scaling", "nfe": "NFE", "n_samples": "samples",
+                                  "reference_set": "reference set"})
+    return table.sort_values(["experiment", "scaling", "metric", "sampler", "steps"], kind="stable")
+
+
+def _paper_value(references: list, row) -> str:
+    found = [ref for ref in references if ref.get("experiment") == row.experiment and ref["metric"] == row.metric
+             and ref.get("sampler", row.sampler) == row.sampler and ref.get("steps", row.steps) == row.steps]
+    return "; ".join(f"{ref['value']}{'' if ref.get('confirmed', True) else ' (unconfirmed)'} "
+                     f"({ref['protocol']['dataset']}, {ref['protocol']['extractor']})" for ref in found)
+
+
+def library_agreement(metrics: pd.DataFrame) -> pd.DataFrame:
+    """torch-fidelity vs clean-fid on the same features and sets: the largest differences."""
+    both = metrics[metrics["metric"].isin(["fid", "kid"]) & metrics["library"].isin(["torch-fidelity", "clean-fid"])]
+    wide = both.pivot_table(index=["paper", "experiment", "input_scaling", "sampler", "steps", "seed", "extractor",
+                                   "metric"], columns="library", values="value").dropna().reset_index()
+    if wide.empty:
+        return pd.DataFrame()
+    wide["abs"] = (wide["torch-fidelity"] - wide["clean-fid"]).abs()
+    wide["rel"] = wide["abs"] / wide["clean-fid"].abs().clip(lower=1e-12)
+    return (wide.groupby(["extractor", "metric"])
+            .agg(sets=("abs", "size"), median=("clean-fid", "median"), max_abs_difference=("abs", "max"),
+                 max_relative_difference=("rel", "max")).reset_index())
+
+
+def claims_front(claims: pd.DataFrame) -> pd.DataFrame:
+    """The front page: one line per claim, the verdict, our number and the paper's."""
+    verdict = claims["holds"].astype(str).str.lower().map({"true": "✅", "false": "❌"}).fillna("— not evaluated")
+    return pd.DataFrame({"paper": claims["paper"], "claim": claims["text"], "holds": verdict,
+                         "ours": claims["ours"].map(_num), "compared with": claims["compared_with"].map(_num),
+                         "paper's number": claims["reference"].map(_num), "evidence": claims["evidence"]})
+
+
+def _num(value) -> str:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return "" if value != value else f"{value:.4g}"
+
+
+def load_references(replications_dir) -> dict:
+    """{paper: [reference entries]} from replications/*.yaml."""
+    docs = (yaml.safe_load(p.read_text()) for p in sorted(Path(replications_dir).glob("*.yaml")))
+    return {doc["paper"]: doc.get("reference", []) for doc in docs}
 
 
 def reference_rows(replications_dir) -> pd.DataFrame:

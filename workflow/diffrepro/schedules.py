@@ -165,6 +165,11 @@ class DiscreteSchedule:
         log_sigma = torch.as_tensor(sigma, dtype=F64).clamp(min=1e-300).log()
         return (log_sigma[..., None] - log_levels).abs().argmin(-1)
 
+    def log_snr_at_quantile(self, u):
+        """log SNR of the training level at quantile u of t ~ U{1..T} (falls as u grows)."""
+        index = (_f64(u) * self.T).long().clamp(0, self.T - 1)
+        return -2 * self.sigmas[index].log()
+
     def sampling_sigmas(self, steps, spacing="uniform"):
         taus = TIMESTEP_SPACINGS[spacing](self.T, steps)
         return _with_final_zero(self.sigmas[taus - 1].flip(0))
@@ -180,6 +185,10 @@ class ContinuousSchedule:
 
     def sigma(self, t):
         return sigma_from_alpha_bar(self.alpha_bar_fn(_f64(t)))
+
+    def log_snr_at_quantile(self, u):
+        """log SNR at quantile u of the training t ~ U(t_min, t_max)."""
+        return -2 * self.sigma(self.t_min + (self.t_max - self.t_min) * _f64(u)).log()
 
     def sample_t(self, n, generator=None):
         u = torch.rand(n, generator=generator, dtype=F64)
@@ -222,6 +231,10 @@ class EDMSchedule:
     def sample_sigma(self, n, generator=None):
         return edm_training_sigma(n, self.p_mean, self.p_std, generator)
 
+    def log_snr_at_quantile(self, u):
+        """log SNR = -2 ln sigma at quantile u of the log-normal ln sigma ~ N(p_mean, p_std^2) (Karras 2022 Sec. 5)."""
+        return -2 * (self.p_mean + self.p_std * torch.special.ndtri(_f64(u)))
+
     def sampling_sigmas(self, steps, spacing="rho"):
         if spacing != "rho":
             raise ValueError(f"EDM grids are rho-ramps, not {spacing!r}")
@@ -244,6 +257,9 @@ class InputScaledSchedule:
 
     def sampling_sigmas(self, steps, **grid):
         return self.inner.sampling_sigmas(steps, **grid) / self.input_scale
+
+    def log_snr_at_quantile(self, u):
+        return self.inner.log_snr_at_quantile(u) + 2 * math.log(self.input_scale)
 
     @property
     def sigmas(self):

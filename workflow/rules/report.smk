@@ -11,25 +11,36 @@ rule aggregate_metrics:
         "python -m diffrepro.stages.aggregate --out {output} {input} 2> {log}"
 
 
+def _report_category(w):
+    """Figures are named <paper>__<what>[__...].png: the paper is the report's category."""
+    return "across papers" if w.paper == "all" else w.paper
+
+
 rule report:
     input:
         metrics=f"{RES}/metrics.csv",
         classifier=f"{RES}/classifier/metrics.json",
         claims=f"{RES}/claims.csv",
+        losses=[path.removesuffix("model.pt") + "loss.csv" for path in PLAN.model_files(RES)],
+        noise_level_predictions=REPORT_EXTRAS["noise_level_predictions"],
+        swiss_roll=REPORT_EXTRAS["swiss_roll"],
     output:
         readme=f"{REPORT}/README.md",
-        table=report(f"{REPORT}/metrics_table.csv", category="Tables", caption="../report/metrics_table.rst",
-                     labels={"table": "FID/KID per sampler and step count"}),
-        plot=report(f"{REPORT}/fid_vs_steps.png", category="Figures", caption="../report/fid_vs_steps.rst",
-                    labels={"figure": "FID vs sampling steps"}),
+        tables=report(directory(f"{REPORT}/tables"), patterns=["{name}.csv"], category="Tables",
+                      caption="../report/table.rst", labels=lambda w: {"table": w.name}),
+        figures=report(directory(f"{REPORT}/figures"), patterns=["{paper}__{figure}.png"], category=_report_category,
+                       caption="../report/figure.rst", labels=lambda w: {"figure": w.figure.replace("__", " ")}),
     params:
         replications=config["replications"],
         scale=SCALE,
         inception=config.get("inception_weights") or "",
+        command=f"snakemake --cores all --config scale={SCALE}",
     conda:
         "../../envs/environment.yaml"
     log:
         f"{RES}/logs/report.log",
     shell:
         "python -m diffrepro.stages.report --metrics {input.metrics} --classifier {input.classifier} --claims {input.claims} "
-        "--replications {params.replications} --scale {params.scale} --inception-weights={params.inception:q} --out-dir $(dirname {output.readme}) 2> {log}"
+        "--losses {input.losses} --noise-level-predictions {input.noise_level_predictions} --swiss-roll {input.swiss_roll} "
+        "--replications {params.replications} --scale {params.scale} --inception-weights={params.inception:q} "
+        "--command {params.command:q} --out-dir $(dirname {output.readme}) 2> {log}"

@@ -1,32 +1,129 @@
-"""Stage: write reports/<scale>/README.md, metrics_table.csv and fid_vs_steps.png."""
+"""Stage: write reports/<scale>/ — README.md, tables/*.csv and figures/*.png — from the results.
+
+Every number comes from metrics.csv, claims.csv, the classifier's metrics.json and the files named
+on the command line; the paper's numbers come from replications/*.yaml.
+"""
 
 import argparse
+import base64
+import binascii
 import datetime
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from .. import figures
+from ..config import load_replications
 from ..features import INCEPTION, available_extractors
-from ..reporting import (REAL, git_revision, machine, markdown, metric_table, model_rows, plot_fid_vs_steps,
-                         reference_rows)
+from ..reporting import (REAL, claims_front, git_revision, library_agreement, load_references, machine, markdown,
+                         metric_table, model_rows, paper_table, reference_rows)
 from . import run_stage
 
-
-VERDICT = {"true": "✅ holds", "false": "❌ does not hold"}
-
-
-def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
-    """One line per claim: the claim, the verdict, and the numbers it rests on."""
-    table = claims[["paper", "text", "holds", "evidence"]].copy()
-    table["holds"] = table["holds"].str.lower().map(VERDICT).fillna("— not evaluated")
-    return table.rename(columns={"text": "claim", "holds": "verdict"})
+GRID_IMAGES = 64
 
 
-def compute_seconds(results_dir: Path) -> float:
-    """Total job time recorded by Snakemake's benchmark directive (train and sample jobs)."""
-    files = list((results_dir / "benchmarks").rglob("*.tsv"))
-    return float(sum(pd.read_csv(f, sep="\t")["s"].sum() for f in files))
+def job_times(metadata_dir: Path, prefixes: tuple) -> tuple:
+    """(wall seconds with at least one job running, summed job seconds) from Snakemake's metadata
+    records of outputs under `prefixes`; a resumed run's idle gaps do not count."""
+    spans = []
+    for record in metadata_dir.glob("*") if metadata_dir.is_dir() else []:
+        try:
+            name = base64.urlsafe_b64decode(record.name + "=" * (-len(record.name) % 4)).decode()
+            meta = json.loads(record.read_text())
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            continue
+        if name.startswith(prefixes) and meta.get("starttime") is not None and meta.get("endtime") is not None:
+            spans.append((meta["starttime"], meta["endtime"]))
+    spans = sorted(set(spans))  # a job's outputs share one record each: count each job once
+    busy, end = 0.0, -np.inf
+    for start, stop in spans:
+        busy += max(0.0, stop - max(start, end))
+        end = max(end, stop)
+    return busy, sum(stop - start for start, stop in spans)
+
+
+def figure_name(*parts) -> str:
+    return "__".join(str(p) for p in parts) + ".png"
+
+
+class Report:
+    """Collects figures (written as they are made) and the Markdown that shows them."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        (out / "figures").mkdir(parents=True, exist_ok=True)
+        (out / "tables").mkdir(parents=True, exist_ok=True)
+
+    def figure(self, name: str) -> Path:
+        return self.out / "figures" / name
+
+    def table(self, df: pd.DataFrame, name: str) -> None:
+        df.to_csv(self.out / "tables" / name, index=False)
+
+    @staticmethod
+    def image(name: str, alt: str) -> str:
+        return f"![{alt}](figures/{name})"
+
+
+def sample_grids(report: Report, rows: pd.DataFrame, samples_dir: Path, paper: str) -> list:
+    """One grid per sampled model: its best-FID sample set (seed 0 where replicated)."""
+    lines = []
+    rows = rows[(rows["paper"] == paper) & (rows["seed"] == rows["seed"].min())]
+    for (experiment, scaling), group in rows.groupby(["experiment", "input_scaling"]):
+        best = group.loc[group["value"].idxmin()]
+        path = samples_dir / paper / experiment / scaling / best["sampler"] / str(best["steps"]) / f"seed{best['seed']}.npz"
+        if not path.exists():
+            continue
+        name = figure_name(paper, "samples", experiment, scaling)
+        title = f"{experiment} [{scaling}] {best['sampler']} {best['steps']} steps, FID {best['value']:.1f}"
+        figures.sample_grid(np.load(path)["images"], report.figure(name), GRID_IMAGES, title)
+        lines.append(report.image(name, title))
+    return lines
+
+
+def chen_rows(fid: pd.DataFrame, replications: dict) -> pd.DataFrame:
+    """Chen's sweep rows with their factors (schedule, b, normalisation, resolution) as columns."""
+    chen = fid[fid["paper"] == "chen_2023"]
+    if chen.empty:
+        return chen
+    factors = pd.DataFrame([{"experiment": name, **exp.get("factors", {})}
+                            for name, exp in replications["chen_2023"]["experiments"].items()])
+    chen = chen.merge(factors, on="experiment")
+    return chen[chen["steps"] == chen.groupby("experiment")["steps"].transform("max")]
+
+
+def scaling_rows(fid: pd.DataFrame) -> pd.DataFrame:
+    """Rows of models trained at more than one input scaling, at each sampler's largest step count."""
+    multi = fid.groupby(["paper", "experiment"])["input_scaling"].transform("nunique") > 1
+    rows = fid[multi]
+    return rows[rows["steps"] == rows.groupby(["paper", "experiment", "sampler"])["steps"].transform("max")]
+
+
+def schedule_curves(replications: dict, scale: str) -> dict:
+    """{label: schedule object} for every distinct (schedule, input scale b) trained at this scale."""
+    from ..build import build_schedule_for  # torch import: only when the report is built
+
+    curves = {}
+    for paper, rep in replications.items():
+        for name, exp in rep["experiments"].items():
+            if "schedule" not in exp or scale not in exp.get("scales", [scale]):
+                continue
+            b = exp.get("parameterisation", {}).get("input_scale", 1.0)
+            params = ", ".join(f"{k}={v}" for k, v in exp["schedule"].items() if k != "name")
+            label = exp["schedule"]["name"] + (f"({params})" if params else "") + (f", b={b}" if b != 1.0 else "")
+            curves.setdefault(label, build_schedule_for(exp))
+    return curves
+
+
+def losses_frame(loss_files: list, results: Path) -> pd.DataFrame:
+    frames = []
+    for path in map(Path, loss_files):
+        parts = path.relative_to(results / "models").parts  # paper/experiment/scaling[/seedK]/loss.csv
+        frame = pd.read_csv(path)[["step", "loss"]]
+        frames.append(frame.assign(paper=parts[0], model=" / ".join(parts[1:-1])))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def main(argv=None):
@@ -37,57 +134,118 @@ def main(argv=None):
     p.add_argument("--replications", required=True)
     p.add_argument("--scale", required=True)
     p.add_argument("--out-dir", required=True)
+    p.add_argument("--losses", nargs="*", default=[], help="loss.csv of every trained model")
+    p.add_argument("--noise-level-predictions", nargs="*", default=[])
+    p.add_argument("--swiss-roll", nargs="*", default=[])
     p.add_argument("--inception-weights", default="")
+    p.add_argument("--command", default="snakemake --cores all")
     args = p.parse_args(argv)
     out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    report = Report(out)
+    results = Path(args.metrics).parent
 
     metrics = pd.read_csv(args.metrics)
     claims = pd.read_csv(args.claims, dtype={"holds": str})
     clf = json.loads(Path(args.classifier).read_text())
+    replications = load_replications(args.replications)
+    references = load_references(args.replications)
     inception = available_extractors({"inception_weights": args.inception_weights or None})[INCEPTION]
     inception_note = ("weights found, but the DAG does not compute Inception FID yet" if inception.available
                       else f"not computed: {inception.reason}")
-    table = metric_table(model_rows(metrics))
-    table.to_csv(out / "metrics_table.csv", index=False)
-    plot_fid_vs_steps(metrics, out / "fid_vs_steps.png")
-    floor = metric_table(metrics[metrics["paper"] == REAL]).drop(
-        columns=["experiment", "input_scaling", "sampler", "steps", "nfe"])
-    seconds = compute_seconds(Path(args.metrics).parent)
 
+    models = model_rows(metrics)
+    report.table(metric_table(models), "metrics_table.csv")
+    report.table(claims_front(claims), "claims.csv")
+    agreement = library_agreement(metrics)
+    report.table(agreement, "library_agreement.csv")
+    fid = figures.fid_rows(models)
+    floor_rows = metrics[(metrics["paper"] == REAL) & (metrics["metric"] == "fid")]
+    floor = float(floor_rows["value"].mean()) if len(floor_rows) else None
+
+    sections = []
+    for paper in sorted(replications):
+        rep = replications[paper]
+        lines = [f"## {paper}: {rep['title']}", "", f"_{rep['citation']}_", ""]
+        paper_claims = claims[claims["paper"] == paper]
+        if len(paper_claims):
+            lines += [markdown(claims_front(paper_claims).drop(columns=["paper"])), ""]
+        table = paper_table(metrics, paper, references.get(paper, []))
+        if len(table):
+            report.table(table, f"{paper}.csv")
+            lines += ["Ours (mean ± sd over seeds; FID by clean-fid, the same as torch-fidelity's: see the "
+                      "library agreement table):", "", markdown(table), ""]
+        paper_fid = fid[fid["paper"] == paper]
+        if len(paper_fid) and paper_fid["nfe"].nunique() > 1:
+            name = figure_name(paper, "fid_vs_nfe")
+            figures.fid_vs_nfe(paper_fid, report.figure(name), floor, title=paper)
+            lines += [report.image(name, f"{paper}: FID vs NFE"), ""]
+        lines += sample_grids(report, paper_fid, results / "samples", paper)
+        sections.append("\n".join(lines))
+
+    extra = []
+    if len(fid):
+        figures.fid_vs_input_scale(scaling_rows(fid), chen_rows(fid, replications),
+                                   report.figure(figure_name("all", "fid_vs_input_scale")))
+        extra.append(report.image(figure_name("all", "fid_vs_input_scale"), "FID vs input scaling"))
+    figures.schedules_log_snr(schedule_curves(replications, args.scale),
+                              report.figure(figure_name("all", "schedules_log_snr")))
+    extra.append(report.image(figure_name("all", "schedules_log_snr"), "noise schedules, log SNR vs t"))
+    losses = losses_frame(args.losses, results)
+    if len(losses):
+        figures.loss_curves(losses, report.figure(figure_name("all", "loss_curves")))
+        extra.append(report.image(figure_name("all", "loss_curves"), "training loss curves"))
+    for path in map(Path, args.noise_level_predictions):
+        name = figure_name("tfree_fastai", "noise_level_predictions", path.stem.removesuffix("_predictions"))
+        figures.noise_level_predictions(pd.read_csv(path), report.figure(name), "t-free noise-level predictor (test)")
+        extra.append(report.image(name, "t-predictor: predicted vs true ᾱ"))
+    for path in map(Path, args.swiss_roll):
+        data = np.load(path)
+        name = figure_name("sohl_dickstein_2015", "swiss_roll")
+        figures.swiss_roll(data["samples"], data["heldout"], report.figure(name), "Sohl-Dickstein 2015 swiss roll")
+        extra.append(report.image(name, "swiss roll: held-out data and samples"))
+
+    busy, summed = job_times(Path(".snakemake/metadata"), (str(results) + "/", str(results.parent / "data") + "/"))
+    floor_table = metric_table(metrics[metrics["paper"] == REAL]).drop(
+        columns=["experiment", "input_scaling", "sampler", "steps", "nfe"])
     text = f"""# diffrepro report — scale `{args.scale}`
 
-Generated by `snakemake --cores all --config scale={args.scale}` at git revision `{git_revision()}`
-on {machine()}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC.
-Compute time of the train and sample jobs (Snakemake benchmarks): {seconds / 60:.1f} min.
-Every number below is derived from `results/{args.scale}/metrics.csv` (claims: `claims.csv`).
+Command: `{args.command}` · git revision `{git_revision()}` · {machine()} ·
+generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC.
+Wall time with jobs running: **{busy / 60:.1f} min** (job time summed over jobs: {summed / 60:.1f} min; from
+Snakemake's job records, so a resumed run's idle gaps are not counted).
+Every number below is derived from `results/{args.scale}/metrics.csv` and `claims.csv` (copies of the tables:
+`tables/`); the papers' numbers come from `replications/*.yaml`.
 
 ## Do the papers' claims hold at this scale?
 
-{markdown(claims_table(claims))}
+{markdown(claims_front(claims))}
 
 ## Protocol
 
-- Data: Fashion-MNIST, 28×28 zero-padded to 32×32; models trained on the training split (or its first
-  `train_limit` images, as the scale in `workflow/config.yaml` sets).
+- Data: Fashion-MNIST, 28×28 zero-padded to 32×32 (or resampled to 16×16 where a configuration says so);
+  models trained on the training split.
 - FID/KID features: the {clf.get('feature_dim', '?')}-d pre-logit layer of a Fashion-MNIST classifier trained
   by the workflow (test accuracy **{100 * clf['test_accuracy']:.2f}%**), the fast.ai course's method.
   Inception-v3 FID: {inception_note}.
-- Reference set: the Fashion-MNIST test split ({', '.join(sorted(metrics['reference_set'].unique()))}).
-  Samples per set: {int(metrics['n_samples'].max())}.
-- Each FID and KID is computed twice on the same features: by torch-fidelity and by clean-fid.
-- Real-data floor: the same number of *training* images scored against the test split; no model can
-  be expected to beat it at this sample count.
+- Reference set: {', '.join(sorted(models['reference_set'].dropna().unique()))}.
+  Samples per set: {int(models['n_samples'].max()) if len(models) else 0}.
+- Seeds: where a table shows several, seed k is an independent replicate (network trained with seed k,
+  samples drawn with seed k); ± is the standard deviation over replicates.
+- Each FID and KID is computed twice on the same features, by torch-fidelity and by clean-fid.
+- Real-data floor (the same number of *training* images scored against the test split; no model can be
+  expected to beat it at this sample count):
 
-## Results
+{markdown(floor_table)}
 
-{markdown(table)}
+## FID library agreement (torch-fidelity vs clean-fid, same features, same sets)
 
-Real-data floor:
+{markdown(agreement, floatfmt=".3g")}
 
-{markdown(floor)}
+{chr(10).join(chr(10) + s + chr(10) for s in sections)}
 
-![FID vs sampling steps](fid_vs_steps.png)
+## Across papers
+
+{chr(10).join(line + chr(10) for line in extra)}
 
 ## What the papers reported
 

@@ -1,0 +1,69 @@
+"""Report tables and figures on hand-made metrics rows: the numbers they show can be derived by hand."""
+
+import base64
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from diffrepro import figures
+from diffrepro.reporting import claims_front, library_agreement, paper_table
+from diffrepro.stages.report import job_times
+
+
+def rows(values, library="clean-fid", metric="fid", sampler="heun", steps=10):
+    return pd.DataFrame([{"paper": "p", "experiment": "e", "input_scaling": "symmetric", "sampler": sampler,
+                          "sampler_name": sampler, "steps": steps, "nfe": 2 * steps - 1, "seed": seed,
+                          "n_samples": 500, "extractor": "fmnist-classifier", "library": library, "metric": metric,
+                          "value": v, "reference_set": "fashion_mnist_test_10k", "config_hash": "h"}
+                         for seed, v in enumerate(values)])
+
+
+def test_paper_table_mean_sd_over_seeds_and_the_papers_number():
+    metrics = pd.concat([rows([10.0, 12.0, 14.0]), rows([10.0, 12.0, 14.1], library="torch-fidelity"),
+                         rows([0.1, 0.2, 0.3], metric="kid")])
+    refs = [{"experiment": "e", "sampler": "heun", "metric": "fid", "value": 1.97,
+             "protocol": {"dataset": "CIFAR-10", "extractor": "Inception-v3"}}]
+    table = paper_table(metrics, "p", refs)
+    assert len(table) == 1  # one library and no KID in the per-paper table
+    row = table.iloc[0]
+    assert row["ours"] == "12 ± 2" and row["seeds"] == 3 and row["NFE"] == 19 and row["samples"] == 500
+    assert row["paper reported"] == "1.97 (CIFAR-10, Inception-v3)"
+    assert paper_table(metrics, "absent", refs).empty
+
+
+def test_library_agreement_reports_the_largest_difference():
+    metrics = pd.concat([rows([10.0, 20.0]), rows([10.0, 20.5], library="torch-fidelity")])
+    table = library_agreement(metrics)
+    assert table.loc[0, "sets"] == 2 and table.loc[0, "max_abs_difference"] == pytest.approx(0.5)
+    assert table.loc[0, "max_relative_difference"] == pytest.approx(0.025)
+
+
+def test_claims_front_marks_each_verdict():
+    claims = pd.DataFrame({"paper": ["a", "b", "c"], "text": ["x", "y", "z"], "holds": ["True", "False", "not evaluated"],
+                           "ours": [1.0, 2.0, float("nan")], "compared_with": [2.0, 1.0, float("nan")],
+                           "reference": [float("nan"), 2.35, float("nan")], "evidence": ["e1", "e2", "e3"]})
+    front = claims_front(claims)
+    assert list(front["holds"]) == ["✅", "❌", "— not evaluated"]
+    assert list(front["paper's number"]) == ["", "2.35", ""]
+
+
+def test_job_times_count_busy_wall_time_once(tmp_path):
+    def record(path, start, end):
+        name = base64.urlsafe_b64encode(path.encode()).decode().rstrip("=")
+        (tmp_path / name).write_text(json.dumps({"starttime": start, "endtime": end}))
+
+    record("results/quick/a.pt", 0.0, 10.0)
+    record("results/quick/b.pt", 5.0, 20.0)  # overlaps a: parallel jobs
+    record("results/quick/b.csv", 5.0, 20.0)  # a second output of the same job
+    record("results/quick/c.pt", 100.0, 110.0)  # after a gap: a resumed run
+    record("results/smoke/d.pt", 0.0, 1000.0)  # another scale: not counted
+    busy, summed = job_times(tmp_path, ("results/quick/",))
+    assert busy == pytest.approx(30.0) and summed == pytest.approx(35.0)
+
+
+def test_sample_grid_tiles_the_first_images(tmp_path):
+    images = np.random.default_rng(0).random((70, 1, 8, 8)).astype(np.float32)
+    figures.sample_grid(images, tmp_path / "grid.png", 64, "t")
+    assert (tmp_path / "grid.png").stat().st_size > 1000

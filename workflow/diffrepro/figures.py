@@ -1,0 +1,124 @@
+"""The report's figures (seaborn), each a function of metrics.csv rows or one result file."""
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+PLOT_LIBRARY = "clean-fid"  # both libraries agree to ~1e-12 (the agreement table shows it); plot one
+PLOT_EXTRACTOR = "fmnist-classifier"
+DPI = 110
+
+
+def _save(figure, path) -> None:
+    figure.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(figure)
+
+
+def fid_rows(metrics: pd.DataFrame) -> pd.DataFrame:
+    rows = metrics[(metrics["metric"] == "fid") & (metrics["library"] == PLOT_LIBRARY)
+                   & (metrics["extractor"] == PLOT_EXTRACTOR)].copy()
+    rows["model"] = rows["experiment"] + " [" + rows["input_scaling"] + "]"
+    return rows
+
+
+def _floor_line(axes, floor) -> None:
+    if floor is None:
+        return
+    for ax in axes:
+        ax.axhline(floor, color="grey", ls="--", lw=1)
+        ax.annotate("real-data floor", (1, floor), xycoords=("axes fraction", "data"), ha="right", va="bottom",
+                    fontsize=8, color="grey")
+
+
+def fid_vs_nfe(rows: pd.DataFrame, path, floor=None, title="") -> None:
+    """FID against network evaluations, one line per sampler, one panel per model; bars = sd over seeds."""
+    grid = sns.relplot(data=rows, x="nfe", y="value", hue="sampler", col="model", col_wrap=min(3, rows["model"].nunique()),
+                       kind="line", marker="o", errorbar="sd", err_style="bars", height=3.2, aspect=1.25,
+                       facet_kws={"sharey": False})
+    grid.set(xscale="log")
+    for ax in grid.axes.flat:
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    grid.set_axis_labels("network evaluations (NFE)", "FID (classifier features)")
+    _floor_line(grid.axes.flat, floor)
+    grid.figure.suptitle(title, y=1.02)
+    _save(grid.figure, path)
+
+
+def fid_vs_input_scale(scalings: pd.DataFrame, chen: pd.DataFrame, path) -> None:
+    """Left: each model trained at several input scalings; right: Chen's input scale b per resolution."""
+    panels = [p for p in (("scalings", scalings), ("chen", chen)) if len(p[1])]
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False)
+    for ax, (kind, data) in zip(axes[0], panels):
+        if kind == "scalings":
+            data = data.assign(run=data["paper"] + "/" + data["experiment"] + " " + data["sampler"]
+                               + " " + data["steps"].astype(str))
+            sns.barplot(data=data, x="input_scaling", y="value", hue="run", errorbar="sd", ax=ax)
+            ax.set(xlabel="input scaling of the data", ylabel="FID", title="input scaling (same network, same budget)")
+        else:
+            data = data.assign(schedule=data["sched_"].astype(str) + ", norm " + data["norm_"].astype(str),
+                               resolution=data["res"].astype(str) + "×" + data["res"].astype(str))
+            sns.lineplot(data=data, x="b", y="value", hue="resolution", style="schedule", marker="o",
+                         errorbar="sd", ax=ax)
+            ax.set(xlabel="input scale b (data in [-b, b])", ylabel="FID", title="Chen 2023: input scale b")
+        ax.legend(fontsize=7)
+    _save(figure, path)
+
+
+def schedules_log_snr(curves: dict, path) -> None:
+    """log SNR against t (quantile of each training noise distribution), one line per schedule."""
+    u = np.linspace(0.002, 0.998, 400)
+    figure, ax = plt.subplots(figsize=(7, 4.2))
+    for label, schedule in sorted(curves.items()):
+        ax.plot(u, np.asarray(schedule.log_snr_at_quantile(u), dtype=float), label=label, lw=1.4)
+    ax.set(xlabel="t (quantile of the training noise level)", ylabel="log SNR = log(ᾱ / (1 − ᾱ))",
+           title="noise schedules as trained (input scale b included)", ylim=(-20, 20))
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.legend(fontsize=7, ncol=2)
+    _save(figure, path)
+
+
+def loss_curves(losses: pd.DataFrame, path, smooth: int = 25) -> None:
+    """Training loss per model (running mean over `smooth` steps), one panel per paper."""
+    losses = losses.sort_values("step").copy()
+    losses["smoothed loss"] = losses.groupby("model")["loss"].transform(lambda s: s.rolling(smooth, min_periods=1).mean())
+    grid = sns.relplot(data=losses, x="step", y="smoothed loss", hue="model", col="paper",
+                       col_wrap=min(3, losses["paper"].nunique()), kind="line", height=3.2, aspect=1.3,
+                       facet_kws={"sharey": False}, errorbar=None)
+    grid.set(yscale="log")
+    _save(grid.figure, path)
+
+
+def noise_level_predictions(pairs: pd.DataFrame, path, title="") -> None:
+    figure, ax = plt.subplots(figsize=(4.2, 4.2))
+    ax.scatter(pairs["alpha_bar"], pairs["alpha_bar_predicted"], s=3, alpha=0.35)
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--")
+    ax.set(xlabel="true ᾱ", ylabel="predicted ᾱ", title=title, xlim=(0, 1), ylim=(0, 1), aspect="equal")
+    _save(figure, path)
+
+
+def swiss_roll(samples: np.ndarray, heldout: np.ndarray, path, title="") -> None:
+    figure, axes = plt.subplots(1, 2, figsize=(7, 3.5), sharex=True, sharey=True)
+    for ax, points, name in zip(axes, (heldout, samples), ("held-out data", "model samples")):
+        ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5)
+        ax.set(title=name, aspect="equal")
+    figure.suptitle(title)
+    _save(figure, path)
+
+
+def sample_grid(images: np.ndarray, path, n: int = 64, title="") -> None:
+    """The first n images of a set ([N, C, H, W] in [0, 1]) tiled into a square grid."""
+    side = int(np.sqrt(min(n, len(images))))
+    tiles = images[: side * side, 0]
+    h, w = tiles.shape[1:]
+    grid = tiles.reshape(side, side, h, w).transpose(0, 2, 1, 3).reshape(side * h, side * w)
+    figure, ax = plt.subplots(figsize=(3.6, 3.9))
+    ax.imshow(grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=8)
+    _save(figure, path)
