@@ -12,6 +12,7 @@ import yaml
 from diffrepro.build import build_loss, build_model
 from diffrepro.config import ConfigError, Plan, load_config
 from diffrepro.performance import DeviceUnavailable, Performance, resolve_device
+from diffrepro.samplers import _noise
 from diffrepro.sampling import draw_samples
 from diffrepro.training import seed_everything, train
 
@@ -117,6 +118,18 @@ def test_sampling_with_channels_last_or_bf16_matches_float32(fp32_run):
     # the same noise (drawn on the CPU) through a bf16 network: close, but not the float32 images
     assert not np.array_equal(bf16, reference)
     assert np.abs(bf16 - reference).mean() < 0.02
+
+
+def test_sampler_noise_is_drawn_by_the_cpu_generator_wherever_the_images_live():
+    # "meta" stands in for a GPU: the noise must be the CPU generator's draw, moved to x's device,
+    # so a seed's noise does not depend on where the network runs
+    x = torch.empty(2, 1, 4, 4, device="meta")
+    generator, reference = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    noise = _noise(x, generator)
+    assert noise.device.type == "meta" and noise.shape == x.shape
+    torch.randn(x.shape, generator=reference)
+    assert torch.equal(generator.get_state(), reference.get_state())
+    assert torch.equal(_noise(torch.empty(2, 1, 4, 4), generator), torch.randn(x.shape, generator=reference))
 
 
 def test_only_settings_that_differ_from_the_defaults_enter_the_specs():
