@@ -250,3 +250,22 @@ def test_replicate_seeds_train_their_own_network(tmp_path):
     twin = plan.sample_spec("sharer", "reuse", "symmetric", "euler", 5, 2)["training"]
     assert twin["train"]["seed"] == base["train"]["seed"] + 2 and {**twin, "train": base["train"]} == base
     assert plan.sample_spec("sharer", "reuse", "symmetric", "euler", 5, 0)["training"] == base
+
+
+def test_readme_example_replication_dry_runs(project):
+    """The README's worked example, verbatim, is validated, picked up and planned by Snakemake."""
+    readme = (project / "README.md").read_text()
+    section = readme[readme.index("## Adding a replication"):]
+    example = section[section.index("```yaml") + len("```yaml"):section.index("```", section.index("```yaml") + 7)]
+    doc = yaml.safe_load(example)
+    (project / "replications" / f"{doc['paper']}.yaml").write_text(example)
+    for scale, replicated in (("smoke", False), ("quick", True)):
+        r = _snakemake(project, "--config", f"scale={scale}")
+        assert r.returncode == 0, r.stderr[-2000:]
+        out = r.stdout + r.stderr
+        assert f"paper={doc['paper']}, experiment=main" in out and f"paper={doc['paper']}, experiment=on_ddpm" in out
+        for seed in (1, 2):
+            assert (f"models/{doc['paper']}/main/symmetric/seed{seed}/model.pt" in out) == replicated
+    (project / "replications" / f"{doc['paper']}.yaml").write_text(example.replace("name: heun,", "name: hen,"))
+    r = _snakemake(project, "--config", "scale=smoke")
+    assert r.returncode != 0 and f"{doc['paper']}.yaml" in r.stderr + r.stdout
