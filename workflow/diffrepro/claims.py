@@ -423,7 +423,8 @@ def claim_problems(doc: dict) -> list:
     """Names in the claims that the replication does not define (labels, columns, factors, ids)."""
     experiments = doc.get("experiments", {})
     scalings = [e["input_scalings"] for e in experiments.values()]  # a list, or one list per scale
-    known = {"experiment": set(experiments),
+    # a paper's own stages (e.g. swiss_roll, noise_level) write rows under their stage name
+    known = {"experiment": set(experiments) | set(doc.get("stages", {})),
              "sampler": {s["label"] for e in experiments.values() for s in e["samplers"]},
              "input_scaling": {x for sc in scalings for xs in (sc.values() if isinstance(sc, dict) else [sc])
                                for x in xs}}

@@ -12,7 +12,13 @@ from types import SimpleNamespace
 import jsonschema
 import yaml
 
+from . import inception_weights
+from .datasets import DATASETS
+from .datasets import DEFAULT as DEFAULT_DATASET
+from .datasets import data_file
+
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+SCALES = ("smoke", "quick", "paper")
 # sampler options whose value names an auxiliary network ('paper/name') a paper's rule file trains
 AUX_OPTIONS = ("noise_level_predictor",)
 # A scale's `performance:` settings when it leaves them out (diffrepro.performance applies them).
@@ -118,10 +124,12 @@ def load_replications(directory, config_source="config") -> dict:
             dupes = sorted({label for label in exp_labels if exp_labels.count(label) > 1})
             if dupes:
                 raise ConfigError(f"{path}: experiments.{name}.samplers: duplicate label(s) {', '.join(dupes)}")
+        # a paper's own stages (e.g. swiss_roll, noise_level) write rows under their stage name
+        producers = [*doc["experiments"], *doc.get("stages", {})]
         for ref in doc.get("reference", []):
-            if ref.get("experiment") and ref["experiment"] not in doc["experiments"]:
+            if ref.get("experiment") and ref["experiment"] not in producers:
                 raise ConfigError(f"{path}: reference: experiment {ref['experiment']!r} is not defined "
-                                  f"(defined: {', '.join(doc['experiments'])})")
+                                  f"(defined: {', '.join(producers)})")
             if ref.get("sampler") and ref["sampler"] not in labels:
                 raise ConfigError(f"{path}: reference: sampler {ref['sampler']!r} is not a sampler label "
                                   f"(labels: {', '.join(labels)})")
@@ -162,7 +170,7 @@ def load_config(config: dict, source="workflow/config.yaml") -> dict:
         if isinstance(value, str) and value.lower() in ("true", "false", "null"):
             config[key] = yaml.safe_load(value.lower())
     validate(config, "config.schema.yaml", source)
-    for key in ("data_root", "inception_weights"):
+    for key in ("data_root", "cifar10_root", "inception_weights"):
         if config.get(key) and not Path(config[key]).exists():
             raise ConfigError(f"{source}: {key}: path {config[key]} does not exist (fix the path or set it to null)")
     return config
@@ -178,6 +186,14 @@ def per_scale(value, scale: str) -> list:
     return value if isinstance(value, list) else value.get(scale, [])
 
 
+def at_scale(value, scale: str, default=None):
+    """An experiment setting that applies to every scale, or a {scale: value} mapping (absent scale:
+    `default`). A mapping is per scale when its keys are scale names, which no setting's keys are."""
+    if isinstance(value, dict) and value and set(value) <= set(SCALES):
+        return value.get(scale, default)
+    return value
+
+
 def steps_for(sampler: dict, scale: str) -> list:
     return per_scale(sampler["steps"], scale)
 
@@ -191,6 +207,8 @@ class Plan:
         self.scale_cfg = config["scales"][self.scale]
         self.replications = replications
         self.shards = self._shards()
+        self._check_datasets()
+        self.inception_weights = self._inception_weights()
 
     def performance(self) -> dict:
         """The scale's performance settings that differ from the defaults.
@@ -201,16 +219,77 @@ class Plan:
         settings = self.scale_cfg.get("performance", {})
         return {key: value for key, value in settings.items() if value != PERFORMANCE_DEFAULTS[key]}
 
-    def _shards(self) -> int:
+    def _shards(self, sampling=None, where="sampling") -> int:
         """Jobs a sample set is split over (sampling.shards); each draws whole batches."""
-        sampling = self.scale_cfg["sampling"]
+        sampling = sampling or self.scale_cfg["sampling"]
         shards = sampling.get("shards", 1)
         batches = -(-sampling["n_samples"] // sampling["batch_size"])
         if shards > batches:
-            raise ConfigError(f"scales.{self.scale}.sampling.shards: {shards} shards of {batches} batches "
+            raise ConfigError(f"scales.{self.scale}.{where}.shards: {shards} shards of {batches} batches "
                               f"({sampling['n_samples']} samples in batches of {sampling['batch_size']}); "
                               f"a shard draws whole batches, so use at most {batches}")
         return shards
+
+    def datasets_in_use(self) -> set:
+        """The data sets the networks sampled at this scale learn."""
+        return {self.dataset(r["paper"], r["experiment"]) for r in self.runs()}
+
+    def _check_datasets(self) -> None:
+        """Every data set but the default needs its settings (sample count, FID reference) at this scale."""
+        configured = self.scale_cfg.get("datasets", {})
+        for name in sorted(self.datasets_in_use() - {DEFAULT_DATASET}):
+            if name not in configured:
+                users = sorted({f"{r['paper']}/{r['experiment']}" for r in self.runs()
+                                if self.dataset(r["paper"], r["experiment"]) == name})
+                raise ConfigError(f"scales.{self.scale}.datasets.{name}: not configured, but {', '.join(users)} "
+                                  f"use(s) {name} at scale {self.scale} (add its sampling and fid settings)")
+            self._shards(configured[name]["sampling"], f"datasets.{name}.sampling")
+
+    def _inception_weights(self):
+        """The Inception weights file (a string) when some experiment here is scored with Inception
+        features; their absence stops the workflow before any job runs, not after days of training."""
+        if not any(DATASETS[name].extractor == "inception" for name in self.datasets_in_use()):
+            return None
+        found = inception_weights.find(self.config.get(inception_weights.CONFIG_KEY))
+        if found is None:
+            raise ConfigError(inception_weights.missing_message(self.config.get(inception_weights.CONFIG_KEY)))
+        return str(found)
+
+    def dataset(self, paper: str, experiment: str) -> str:
+        """The data set of the network an experiment samples (`dataset:`, per scale or for all)."""
+        exp = self.experiment(*self.trained_by(paper, experiment))
+        return at_scale(exp.get("dataset", DEFAULT_DATASET), self.scale, DEFAULT_DATASET)
+
+    def dataset_settings(self, name: str) -> dict:
+        """scales.<scale>.datasets.<name>: sampling and fid settings of a data set other than the default."""
+        return self.scale_cfg["datasets"][name]
+
+    def extractor(self, paper: str, experiment: str) -> str:
+        """The FID features an experiment's samples are scored with (its data set's)."""
+        return DATASETS[self.dataset(paper, experiment)].extractor
+
+    def data_file(self, data_dir: str, w) -> str:
+        """The prepared data set a network trains on (the train rule's input)."""
+        return data_file(data_dir, self.dataset(w.paper, w.experiment))
+
+    def sampling(self, paper: str, experiment: str) -> dict:
+        """The scale's sampling settings, with the data set's n_samples, batch_size and shards."""
+        name = self.dataset(paper, experiment)
+        own = self.dataset_settings(name)["sampling"] if name != DEFAULT_DATASET else {}
+        return {**self.scale_cfg["sampling"], **own}
+
+    def shards_of(self, paper: str, experiment: str) -> int:
+        return self.sampling(paper, experiment).get("shards", 1)
+
+    def sharded(self) -> bool:
+        """Whether some sample set of this scale is drawn in shards (workflow/rules/sample_shards.smk)."""
+        return any(self.shards_of(r["paper"], r["experiment"]) > 1 for r in self.runs())
+
+    def shard_files(self, results: str, w) -> list:
+        """The shard files merge_samples joins into one sample set, shard 0 first."""
+        n = self.shards_of(w.paper, w.experiment)
+        return [f"{results}/sample_shards/{w.paper}/{w.experiment}/{w.scaling}/{w.sampler}/{w.steps}/"
+                f"seed{w.seed}/shard{i}of{n}.npz" for i in range(n)]
 
     def experiment(self, paper: str, experiment: str) -> dict:
         return self.replications[paper]["experiments"][experiment]
@@ -238,15 +317,19 @@ class Plan:
     def training_spec(self, paper: str, experiment: str, scaling: str, replicate: int = 0) -> dict:
         """Everything that determines a trained network (its hash keys its results)."""
         paper, experiment = self.trained_by(paper, experiment)
-        exp, sc = self.experiment(paper, experiment), self.scale_cfg
-        train = {**sc["train"], **exp.get("train", {})}
+        exp, sc, scale = self.experiment(paper, experiment), self.scale_cfg, self.scale
+        train = {**sc["train"], **at_scale(exp.get("train", {}), scale, {})}
         train["seed"] += int(replicate)
         spec = {
             "paper": paper, "experiment": experiment, "input_scaling": scaling,
             "resolution": exp.get("resolution", sc["resolution"]), "train_limit": sc["train_limit"],
-            "schedule": exp["schedule"], "parameterisation": exp["parameterisation"], "loss": exp["loss"],
-            "unet": {**sc["unet"], **exp.get("network", {})}, "train": train,
+            "schedule": exp["schedule"], "parameterisation": at_scale(exp["parameterisation"], scale),
+            "loss": at_scale(exp["loss"], scale), "unet": {**sc["unet"], **at_scale(exp.get("network", {}), scale, {})},
+            "train": train,
         }
+        dataset = self.dataset(paper, experiment)
+        if dataset != DEFAULT_DATASET:  # absent for Fashion-MNIST: those specs and hashes stay as they were
+            spec["dataset"] = dataset
         return copy.deepcopy({**spec, **self._performance_entry()})
 
     def _performance_entry(self) -> dict:
@@ -260,14 +343,14 @@ class Plan:
         raise KeyError(f"{paper}/{experiment} has no sampler {label!r}")
 
     def sample_spec(self, paper, experiment, scaling, label, steps, seed) -> dict:
-        sampler = self.sampler(paper, experiment, label)
+        sampler, sampling = self.sampler(paper, experiment, label), self.sampling(paper, experiment)
         return {
             "run": {"paper": paper, "experiment": experiment, "input_scaling": scaling},
             "training": self.training_spec(paper, experiment, scaling, seed),
             "sampler": {"label": label, "name": sampler["name"], "options": sampler.get("options", {}),
                         "grid": sampler.get("grid", {}), "steps": int(steps)},
-            "seed": int(seed), "n_samples": self.scale_cfg["sampling"]["n_samples"],
-            "batch_size": self.scale_cfg["sampling"]["batch_size"], **self._performance_entry(),
+            "seed": int(seed), "n_samples": sampling["n_samples"],
+            "batch_size": sampling["batch_size"], **self._performance_entry(),
         }
 
     def training_spec_json(self, w) -> str:
@@ -280,9 +363,13 @@ class Plan:
         return json.dumps(spec, sort_keys=True)
 
     def metric_files(self, results: str) -> list:
-        """Every per-sample-set metrics file of this scale, plus the real-data floor per seed."""
-        runs = [f"{results}/metrics/{r['paper']}/{r['experiment']}/{r['scaling']}/{r['sampler']}/{r['steps']}/"
-                f"seed{r['seed']}.csv" for r in self.sample_runs()]
+        """Every per-sample-set metrics file of this scale, plus the real-data floor per seed.
+
+        A set is scored with its data set's features: the classifier's under metrics/ (rule
+        evaluate), Inception's under metrics_inception/ (rule evaluate_inception)."""
+        folder = {"fmnist-classifier": "metrics", "inception": "metrics_inception"}
+        runs = [f"{results}/{folder[self.extractor(r['paper'], r['experiment'])]}/{r['paper']}/{r['experiment']}/"
+                f"{r['scaling']}/{r['sampler']}/{r['steps']}/seed{r['seed']}.csv" for r in self.sample_runs()]
         return runs + [f"{results}/metrics/real_data/seed{s}.csv" for s in self.scale_cfg["sampling"]["seeds"]]
 
     def runs(self):
