@@ -1,11 +1,13 @@
 # DDIM's encode -> decode reconstruction (Song 2021, Sec. 5.4) on the DDPM-trained network.
+from diffrepro.datasets import data_file
+
 _DDIM_RECON = PLAN.replications["ddim_2021"]["stages"]["ddim_reconstruction"][SCALE]
 
 
 rule ddim_reconstruction:
     input:
         model=f"{RES}/models/ddpm_2020/eps_simple/symmetric/model.pt",
-        data=f"{DATA}/fashion_mnist.npz",
+        data=data_file(DATA, PLAN.dataset("ddpm_2020", "eps_simple")),  # the data that network learned
     output:
         f"{RES}/metrics/ddim_2021/reconstruction.csv",
     params:

@@ -139,8 +139,15 @@ def test_schema_sampler_names_match_library():
     d = schema["$defs"]
     assert set(d["sampler"]["properties"]["name"]["enum"]) == set(SAMPLERS)
     assert set(d["experiment"]["properties"]["schedule"]["properties"]["name"]["enum"]) == set(SCHEDULES)
-    assert set(d["experiment"]["properties"]["parameterisation"]["properties"]["name"]["enum"]) == set(PARAMETERISATIONS)
-    assert set(d["experiment"]["properties"]["loss"]["properties"]["name"]["enum"]) <= set(LOSSES)
+    assert set(d["parameterisation"]["properties"]["name"]["enum"]) == set(PARAMETERISATIONS)
+    assert set(d["loss"]["properties"]["name"]["enum"]) <= set(LOSSES)
+
+
+def test_schema_data_sets_match_library():
+    from diffrepro.datasets import DATASETS
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "replication.schema.yaml").read_text())
+    assert set(schema["$defs"]["dataset"]["enum"]) == set(DATASETS)
 
 
 def _snakemake(cwd, *args):

@@ -6,6 +6,7 @@ component registries, so a new paper never needs new glue.
 
 import torch
 
+from .datasets import dataset_of
 from .denoisers import build_denoiser
 from .losses import LOSSES
 from .models.unet import UNet
@@ -13,11 +14,12 @@ from .scalings import get_scaling
 from .schedules import SCHEDULES, InputScaledSchedule, build_schedule, edm_sigmas
 
 
-def build_network(training_spec: dict, in_channels: int = 1) -> UNet:
+def build_network(training_spec: dict) -> UNet:
+    """The UNet of a training spec; its image channels are its data set's (1 Fashion-MNIST, 3 CIFAR-10)."""
     cfg = dict(training_spec["unet"])
     cfg["channels"] = tuple(cfg["channels"])
     cfg["attention_levels"] = tuple(cfg.get("attention_levels", ()))
-    return UNet(in_channels=in_channels, **cfg)
+    return UNet(in_channels=dataset_of(training_spec).channels, **cfg)
 
 
 def build_schedule_for(spec: dict):

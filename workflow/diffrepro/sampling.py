@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .build import load_model, sampler_options, sampling_sigmas
+from .datasets import dataset_of
 from .performance import (Performance, compile_module, configure_backends, in_autocast, place_batch, place_module,
                           resolve_device)
 from .samplers import SAMPLERS, nfe
@@ -70,11 +71,12 @@ def draw_samples(model_file: dict, sample_spec: dict, progress=True, batches=Non
         options[key] = load_aux(key, path, device)
     scaling = get_scaling(training["input_scaling"])
     n, bs, res = sample_spec["n_samples"], sample_spec["batch_size"], training["resolution"]
+    channels = dataset_of(training).channels
     out, t0 = [], time.perf_counter()
     for k in (range(n_batches(n, bs)) if batches is None else batches):
         g, start = batch_generator(sample_spec["seed"], k), k * bs
         size = min(bs, n - start)
-        x = place_batch(torch.randn(size, 1, res, res, generator=g) * sigmas[0], performance, device)
+        x = place_batch(torch.randn(size, channels, res, res, generator=g) * sigmas[0], performance, device)
         x0 = SAMPLERS[sampler["name"]](network, x, sigmas, generator=g, progress=progress, **options)
         out.append(scaling.to_image(x0.to("cpu", memory_format=torch.contiguous_format)))
     images = torch.cat(out).numpy().astype(np.float32)

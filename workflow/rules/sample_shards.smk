@@ -1,9 +1,8 @@
-# Sharded sampling (scale option sampling.shards > 1): each sample set is drawn by `shards` jobs
-# of whole batches (sample_shard) and joined by merge_samples into the file `sample` would write,
-# image for image. With shards = 1 these rules do not exist and `sample` draws every set.
-SHARDS = PLAN.shards
-
-if SHARDS > 1:
+# Sharded sampling (sampling.shards > 1, of a scale or of a data set: scales.<scale>.datasets.<name>):
+# each such sample set is drawn by `shards` jobs of whole batches (sample_shard) and joined by
+# merge_samples into the file `sample` would write, image for image. Without sharded sets these
+# rules do not exist and `sample` draws every set.
+if PLAN.sharded():
 
     ruleorder: merge_samples > sample
 
@@ -12,13 +11,14 @@ if SHARDS > 1:
             unpack(lambda w: {"model": PLAN.model_path(RES, w), **PLAN.aux_inputs(RES, w)}),
         output:
             f"{RES}/sample_shards/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}/"
-            f"shard{{shard}}of{SHARDS}.npz",
+            f"shard{{shard}}of{{shards}}.npz",
         wildcard_constraints:
             shard=r"\d+",
+            shards=r"[2-9]|[1-9]\d+",  # a set drawn whole is `sample`'s (see merge_samples)
         params:
             spec=PLAN.sample_spec_json,  # the same spec as `sample`: shards are pieces of that set
             aux=lambda w, input: " ".join(f"--aux {k}={v}" for k, v in input.items() if k != "model"),
-            shards=SHARDS,
+            shards=lambda w: w.shards,
         threads: 8  # scaled down to --cores locally; set per rule on clusters by the profile
         resources:
             gpu=1,
@@ -26,19 +26,20 @@ if SHARDS > 1:
             "../../envs/environment.yaml"
         log:
             f"{RES}/logs/sample_shard/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}/"
-            f"shard{{shard}}of{SHARDS}.log",
+            f"shard{{shard}}of{{shards}}.log",
         benchmark:
             f"{RES}/benchmarks/sample_shard/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}/"
-            f"shard{{shard}}of{SHARDS}.tsv"
+            f"shard{{shard}}of{{shards}}.tsv"
         shell:
             "python -m diffrepro.stages.sample --spec {params.spec:q} --model {input.model} "
             "{params.aux} --shard {wildcards.shard} --shards {params.shards} --out {output} "
             "--threads {threads} 2> {log}"
 
     rule merge_samples:
+        # A set drawn whole (its data set's or the scale's shards: 1) would need shard0of1, which
+        # sample_shard does not make; Snakemake then gives the set to `sample`.
         input:
-            [f"{RES}/sample_shards/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}/"
-             f"shard{i}of{SHARDS}.npz" for i in range(SHARDS)],
+            lambda w: PLAN.shard_files(RES, w),
         output:
             f"{RES}/samples/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.npz",
         threads: 1

@@ -1,6 +1,6 @@
 rule train:
     input:
-        data=f"{DATA}/fashion_mnist.npz",
+        data=lambda w: PLAN.data_file(DATA, w),  # the experiment's `dataset:` (default fashion_mnist)
     output:
         model=f"{RES}/models/{{paper}}/{{experiment}}/{{scaling}}/model.pt",
         losses=f"{RES}/models/{{paper}}/{{experiment}}/{{scaling}}/loss.csv",

@@ -12,6 +12,7 @@ import torch
 from ..build import load_model, sampling_sigmas
 from ..config import config_hash
 from ..data import load_split
+from ..datasets import dataset_of
 from ..io import atomic_path, load_checkpoint
 from ..metrics_table import rows_for
 from ..samplers import ddim
@@ -43,7 +44,7 @@ def main(argv=None):
     images, _ = load_split(args.data, "test", training["resolution"], settings["n_images"])
     x0 = torch.from_numpy(get_scaling(training["input_scaling"]).to_model(images))
     run = {**run, "sampler": "ddim_eta0_encode_decode", "sampler_name": "ddim", "seed": 0,
-           "reference_set": "fashion_mnist_test", "config_hash": config_hash(training)}
+           "reference_set": f"{dataset_of(training).name}_test", "config_hash": config_hash(training)}
     rows = [{"steps": steps, "nfe": 2 * steps, "n_samples": settings["n_images"], "extractor": "none",
              "library": "none", "metric": "reconstruction_mse",
              "value": reconstruction_mse(denoiser, x0, sampling_sigmas(schedule, steps, {}).float())}
