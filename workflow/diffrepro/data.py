@@ -1,4 +1,5 @@
 """Fashion-MNIST: locate (config path → Debian package → download), verify, load, pad, scale.
+The npz writing and loading here serve every data set (CIFAR-10: diffrepro.cifar10).
 
 The prepared data set is one uint8 npz (train/test images 28x28 + labels); padding to 32x32,
 resampling and the input scaling are applied when a stage loads it, so every scaling and
@@ -108,9 +109,8 @@ def load_raw(data_root=None, download_dir=None) -> dict:
 
 
 
-def prepare(out_path, data_root=None, download_dir=None) -> None:
-    """Verify the raw files and store them as one npz (atomically: a killed run leaves nothing)."""
-    arrays = load_raw(data_root, download_dir)
+def write_npz(out_path, arrays: dict) -> None:
+    """Store arrays as one npz, atomically: a killed run leaves no file a later run would trust."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".part.npz")
@@ -118,11 +118,17 @@ def prepare(out_path, data_root=None, download_dir=None) -> None:
     os.replace(tmp, out_path)
 
 
-def load_split(npz_path, split: str, resolution: int = 32, limit: int | None = None):
-    """(images float32 [N,1,R,R] in [0,1], labels int64 [N]) for split 'train' or 'test'.
+def prepare(out_path, data_root=None, download_dir=None) -> None:
+    """Verify the raw files and store them as one npz."""
+    write_npz(out_path, load_raw(data_root, download_dir))
 
-    28x28 is zero-padded to 32x32 (as the fast.ai course did); other resolutions resample the
-    padded image bilinearly (Chen 2023 studies resolution; Fashion-MNIST has only one native size).
+
+def load_split(npz_path, split: str, resolution: int = 32, limit: int | None = None):
+    """(images float32 [N,C,R,R] in [0,1], labels int64 [N]) for split 'train' or 'test'.
+
+    Fashion-MNIST (stored [N,28,28]) is zero-padded to 32x32 (as the fast.ai course did) with C=1;
+    CIFAR-10 (stored [N,3,32,32], diffrepro.cifar10) is used as it is. Other resolutions resample
+    bilinearly (Chen 2023 studies resolution; each data set has only one native size).
     """
     try:
         with np.load(npz_path) as f:
@@ -131,7 +137,10 @@ def load_split(npz_path, split: str, resolution: int = 32, limit: int | None = N
         raise DataError(f"{npz_path} is unreadable ({err}); delete it and rerun the workflow to rebuild it") from None
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
-    x = np.pad(images, ((0, 0), (2, 2), (2, 2))).astype(np.float32)[:, None] / 255.0
+    if images.ndim == 3:  # grey 28x28
+        x = np.pad(images, ((0, 0), (2, 2), (2, 2))).astype(np.float32)[:, None] / 255.0
+    else:
+        x = images.astype(np.float32) / 255.0
     return resample(x, resolution), labels.astype(np.int64)
 
 

@@ -11,3 +11,19 @@ rule fashion_mnist:
     shell:
         "python -m diffrepro.stages.prepare_data --out {output} --data-root={params.data_root:q} "
         "--download-dir={params.download_dir:q} 2> {log}"
+
+
+# Paper scale: experiments that declare `dataset: cifar10` (replications/*.yaml) train on it.
+rule cifar10:
+    output:
+        f"{DATA}/cifar10.npz",
+    params:
+        root=config.get("cifar10_root") or "",
+        download_dir=f"{DATA}/downloads",
+    conda:
+        "../../envs/environment.yaml"
+    log:
+        f"{DATA}/logs/cifar10.log",
+    shell:
+        "python -m diffrepro.stages.prepare_cifar10 --out {output} --root={params.root:q} "
+        "--download-dir={params.download_dir:q} 2> {log}"
