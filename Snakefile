@@ -48,6 +48,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/sample_shards.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/inception.smk"
 
 
 for rule_file in sorted(Path(config["replications"]).glob("*.smk")):

@@ -11,14 +11,14 @@ Extractors are torch-fidelity `FeatureExtractorBase` modules taking uint8 [B, C,
   under that name, weights passed as `feature_extractor_weights_path`);
 - "inception": torch-fidelity's own Inception-v3 ("inception-v3-compat", registered again with
   float64 output), only when its weights file is on disk; nothing here downloads.
-clean-fid calls the very same module objects (see metrics.py), so both libraries see the same
-features.
+clean-fid calls the very same classifier module (see metrics.py), so both libraries see the same
+classifier features; for Inception it runs its own network and resizing, built from the same
+weights file (diffrepro.clean_fid_inception).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -26,9 +26,11 @@ from typing import Mapping
 import numpy as np
 import torch
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
-from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
+from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
+from diffrepro import inception_weights
+from diffrepro.clean_fid_inception import CleanFidInception
 from diffrepro.models.classifier import classifier_input_from_uint8, load_classifier
 
 FMNIST_CLASSIFIER = "fmnist-classifier"
@@ -165,12 +167,15 @@ class ExtractorKind:
     module_class: type
     default_layer: str
     input_channels: int
+    # clean-fid's own network, cls(weights_path, feature_layer), fed clean-fid's resized images;
+    # None: clean-fid runs module_class's module on the pixels as they are
+    clean_fid_network: type | None = None
 
 
 EXTRACTOR_KINDS = {
     FMNIST_CLASSIFIER: ExtractorKind(FMNIST_CLASSIFIER, ClassifierFeatureExtractor, "prelogits", 1),
     # Inception-v3 wants RGB; grey images are repeated over 3 channels, it resizes to 299 itself.
-    INCEPTION: ExtractorKind(INCEPTION_TORCH_FIDELITY_NAME, InceptionFeatureExtractor, "2048", 3),
+    INCEPTION: ExtractorKind(INCEPTION_TORCH_FIDELITY_NAME, InceptionFeatureExtractor, "2048", 3, CleanFidInception),
 }
 
 
@@ -203,6 +208,11 @@ class Extractor:
         )
         return module.requires_grad_(False).eval()
 
+    def build_for_clean_fid(self) -> torch.nn.Module | None:
+        """clean-fid's own network for these features, or None when clean-fid shares build()'s module."""
+        network = self.kind.clean_fid_network
+        return None if network is None else network(self.weights_path, self.feature_layer)
+
 
 def pixels_for_extractor(pixels: np.ndarray, extractor: Extractor) -> np.ndarray:
     """uint8 [N, C, H, W] with C matched to what the extractor takes (grey repeated for RGB nets)."""
@@ -226,12 +236,10 @@ def extract_features(pixels: np.ndarray, module: FeatureExtractorBase, *, batch_
 
 
 def inception_weights_candidates(config: Mapping) -> list[Path]:
-    """Where torch-fidelity's Inception weights may be: the configured path, else torch hub's cache."""
-    configured = config.get("inception_weights")
-    if configured:
-        return [Path(configured)]
+    """Where the Inception weights may be: the configured path, else torch hub's cache (under
+    pytorch-fid's / clean-fid's file name or torch-fidelity's)."""
     # load_state_dict_from_url stores a download under <hub dir>/checkpoints/<file name of the URL>
-    return [Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(URL_INCEPTION_V3)]
+    return inception_weights.candidates(config.get(inception_weights.CONFIG_KEY), torch.hub.get_dir())
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,14 @@
 """FID and KID computed by torch-fidelity and by clean-fid, on the same features.
 
-Both libraries get the same uint8 pixels (features.quantize_to_uint8) and the same extractor
-module, so their numbers differ only by their own statistics code (and, for KID, by which random
-subsets they draw). The reference is a file the workflow writes (`write_reference`): the
-reference pixels, their features, mu and sigma. clean-fid scores against its stored mu/sigma and
-features, the way clean-fid's custom statistics work; torch-fidelity cannot take precomputed
-features, so it re-extracts the stored reference pixels (seconds for the classifier), with its
-cache off so nothing can be stale.
+Both libraries get the same uint8 pixels (features.quantize_to_uint8). With the classifier they
+also share the extractor module, so their numbers differ only by their own statistics code (and,
+for KID, by which random subsets they draw); with Inception, clean-fid runs its own network and
+resizing from the same weights file (diffrepro.clean_fid_inception). The reference is a file the
+workflow writes (`write_reference`): the reference pixels, their features, mu and sigma, and
+clean-fid's own features and statistics where its network differs. clean-fid scores against the
+stored mu/sigma and features, the way clean-fid's custom statistics work; torch-fidelity cannot
+take precomputed features, so it re-extracts the stored reference pixels, with its cache off so
+nothing can be stale.
 """
 
 from __future__ import annotations
@@ -63,17 +65,25 @@ def _device(device) -> torch.device:
 
 
 def write_reference(images: np.ndarray, extractor: Extractor, path, *, batch_size: int = 256, device=None,
-                    min_span_fraction: float = MIN_SPAN_FRACTION) -> Path:
-    """Write the reference file (npz): pixels, features, mu, sigma and which extractor made them.
+                    min_span_fraction: float = MIN_SPAN_FRACTION, image_shape=(1, 32, 32)) -> Path:
+    """Write the reference file (npz): pixels, features, mu, sigma and which extractor made them
+    (plus clean_fid_features/mu/sigma when clean-fid has its own network for the extractor).
 
     `min_span_fraction=0` switches off the squeezed-range check: only for reproducing the
-    fast.ai course's evaluation-range mistake on purpose."""
-    check_image_set(images, name=f"reference {Path(path).name}", min_span_fraction=min_span_fraction)
+    fast.ai course's evaluation-range mistake on purpose. `image_shape`: [C, H, W] of the images."""
+    check_image_set(images, expected_shape=tuple(image_shape), name=f"reference {Path(path).name}",
+                    min_span_fraction=min_span_fraction)
     pixels = quantize_to_uint8(images)
     features = extract_features(
         pixels_for_extractor(pixels, extractor), extractor.build(), batch_size=batch_size, device=_device(device)
     )
     mu, sigma = gaussian_statistics(features)
+    clean_fid = {}
+    network = extractor.build_for_clean_fid()
+    if network is not None:
+        own = clean_fid_network_features(pixels_for_extractor(pixels, extractor), network, batch_size=batch_size,
+                                         device=device)
+        clean_fid = dict(zip(("clean_fid_mu", "clean_fid_sigma"), gaussian_statistics(own)), clean_fid_features=own)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:  # a file object, so numpy does not append ".npz" to the name
@@ -86,6 +96,7 @@ def write_reference(images: np.ndarray, extractor: Extractor, path, *, batch_siz
             extractor=extractor.name,
             feature_layer=extractor.feature_layer,
             weights_sha256=extractor.weights_sha256(),
+            **clean_fid,
         )
     return path
 
@@ -147,23 +158,39 @@ def _identity_resize(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def clean_fid_features(pixels: np.ndarray, module: torch.nn.Module, *, batch_size: int = 256, device=None) -> np.ndarray:
-    """Features through clean-fid's own loader (get_files_features over one .npy file per image)."""
+def _files_features(pixels: np.ndarray, model, *, resize, batch_size: int, device) -> np.ndarray:
+    """clean-fid's own loader (get_files_features over one .npy file per image) through `model`;
+    resize None: clean-fid's "clean" resize to 299x299 (PIL bicubic on float values)."""
     with tempfile.TemporaryDirectory(prefix="cleanfid-") as folder:
         files = []
         for i, image in enumerate(pixels):
             files.append(Path(folder) / f"{i:06d}.npy")
             np.save(files[-1], np.ascontiguousarray(image.transpose(1, 2, 0)))  # clean-fid reads H x W x C
-        device = _device(device)
         return cleanfid_fid.get_files_features(
             [str(f) for f in files],
-            model=CleanFidFeatures(module.to(device)),
+            model=model,
             num_workers=0,
             batch_size=batch_size,
             device=device,
-            custom_fn_resize=_identity_resize,
+            mode="clean",
+            custom_fn_resize=resize,
             verbose=False,
         )
+
+
+def clean_fid_features(pixels: np.ndarray, module: torch.nn.Module, *, batch_size: int = 256, device=None) -> np.ndarray:
+    """Features of the exact pixels (no resize) through our extractor module, by clean-fid's loader."""
+    device = _device(device)
+    return _files_features(pixels, CleanFidFeatures(module.to(device)), resize=_identity_resize,
+                           batch_size=batch_size, device=device)
+
+
+def clean_fid_network_features(pixels: np.ndarray, network: torch.nn.Module, *, batch_size: int = 256,
+                               device=None) -> np.ndarray:
+    """Features through clean-fid's own network for an extractor (its custom_feat_extractor), after
+    clean-fid's own resize: float [B, C, 299, 299] pixel values in, float64 [B, d] out."""
+    device = _device(device)
+    return _files_features(pixels, network.to(device), resize=None, batch_size=batch_size, device=device)
 
 
 @contextmanager
@@ -182,19 +209,28 @@ def clean_fid_fid_kid(
     kid_subsets: int = KID_SUBSETS, seed: int = 0, batch_size: int = 256, device=None,
 ) -> dict[str, float]:
     """FID (frechet_distance against the stored mu/sigma) and KID (kernel_distance against the stored features)."""
-    features = clean_fid_features(
-        pixels_for_extractor(pixels, extractor), extractor.build(), batch_size=batch_size, device=device
-    )
+    pixels = pixels_for_extractor(pixels, extractor)
+    network = extractor.build_for_clean_fid()
+    if network is None:
+        features = clean_fid_features(pixels, extractor.build(), batch_size=batch_size, device=device)
+        ref_features, ref_mu, ref_sigma = reference["features"], reference["mu"], reference["sigma"]
+    else:
+        if "clean_fid_mu" not in reference:
+            raise ReferenceMismatchError(f"the reference of {extractor.name} holds no clean-fid statistics of its own; "
+                                         "rewrite it with write_reference")
+        features = clean_fid_network_features(pixels, network, batch_size=batch_size, device=device)
+        ref_features, ref_mu, ref_sigma = (reference["clean_fid_features"], reference["clean_fid_mu"],
+                                           reference["clean_fid_sigma"])
     mu, sigma = gaussian_statistics(features)
     with warnings.catch_warnings():
         # clean-fid 0.1.35 passes sqrtm(disp=False), deprecated in SciPy 1.17, works with the pinned 1.17.1
         warnings.filterwarnings("ignore", message="The `disp` argument is deprecated", category=DeprecationWarning)
-        fid = float(cleanfid_fid.frechet_distance(mu, sigma, reference["mu"], reference["sigma"]))
+        fid = float(cleanfid_fid.frechet_distance(mu, sigma, ref_mu, ref_sigma))
     # same seed, same generator type and draw order (samples, then reference) as torch-fidelity's
     # RandomState(rng_seed): both libraries average over the very same KID subsets
     with _numpy_global_seed(seed):
         kid = cleanfid_fid.kernel_distance(
-            reference["features"], features, num_subsets=kid_subsets, max_subset_size=kid_subset_size
+            ref_features, features, num_subsets=kid_subsets, max_subset_size=kid_subset_size
         )
     return {"fid": fid, "kid": float(kid)}
 
@@ -212,13 +248,14 @@ def compute_metrics(
     device=None,
     name: str = "samples",
     min_span_fraction: float = MIN_SPAN_FRACTION,
+    image_shape=(1, 32, 32),
 ) -> list[dict]:
     """FID and KID of an image set against a reference file, by each library.
 
     Rows: {extractor, library, metric ('fid' | 'kid'), value, n_samples}. KID's subset size
     defaults to min(1000, n_samples, n_reference); both libraries average `kid_subsets` subsets.
     """
-    check_image_set(images, name=name, min_span_fraction=min_span_fraction)
+    check_image_set(images, expected_shape=tuple(image_shape), name=name, min_span_fraction=min_span_fraction)
     reference = load_reference(reference_path, extractor)
     pixels = quantize_to_uint8(images)
     if pixels.shape[1:] != reference["pixels"].shape[1:]:

@@ -34,13 +34,17 @@ def real_floor_run(data, n, seed, resolution):
     return images[pick], run
 
 
+def run_of(meta: dict) -> dict:
+    """The identifying columns of a sample set's rows, from the meta the sample stage stored."""
+    spec, training = meta["spec"], meta["spec"]["training"]
+    return {**spec["run"], "sampler": spec["sampler"]["label"],
+            "sampler_name": spec["sampler"]["name"], "steps": spec["sampler"]["steps"], "nfe": meta["nfe"],
+            "seed": spec["seed"], "config_hash": config_hash(training)}
+
+
 def sample_run(path):
     images, meta = load_samples(path)
-    spec, training = meta["spec"], meta["spec"]["training"]
-    run = {**spec["run"], "sampler": spec["sampler"]["label"],
-           "sampler_name": spec["sampler"]["name"], "steps": spec["sampler"]["steps"], "nfe": meta["nfe"],
-           "seed": spec["seed"], "config_hash": config_hash(training)}
-    return images, run
+    return images, run_of(meta)
 
 
 def main(argv=None):

@@ -1,0 +1,38 @@
+"""Stage: FID and KID of one sample set with Inception-v3 features against a data set's training
+split (inception_reference), by torch-fidelity and by clean-fid."""
+
+import json
+
+import numpy as np
+
+from ..datasets import dataset_of
+from ..features import INCEPTION, Extractor
+from ..io import atomic_path
+from ..metrics import compute_metrics
+from ..metrics_table import rows_for
+from . import parse_stage_args, run_stage, stage_parser
+from .evaluate import load_samples, run_of
+
+
+def main(argv=None):
+    p = stage_parser(__doc__)
+    p.add_argument("--samples", required=True, help="npz written by the sample stage")
+    p.add_argument("--weights", required=True, help="the Inception-v3 weights file the reference was made with")
+    p.add_argument("--reference", required=True, help="npz written by the inception_reference stage")
+    p.add_argument("--fid", required=True, help="FID settings (JSON): kid_subset_size, kid_subsets")
+    args = parse_stage_args(p, argv)
+    fid = json.loads(args.fid)
+
+    images, meta = load_samples(args.samples)
+    run, dataset = run_of(meta), dataset_of(meta["spec"]["training"]).name
+    with np.load(args.reference) as reference:
+        reference_set = f"{dataset}_train_{len(reference['pixels'])}"
+    rows = compute_metrics(images, args.reference, Extractor(INCEPTION, args.weights),
+                           kid_subset_size=min(fid["kid_subset_size"], len(images)), kid_subsets=fid["kid_subsets"],
+                           seed=run["seed"], name=args.samples, image_shape=images.shape[1:])
+    with atomic_path(args.out) as tmp:
+        rows_for({**run, "reference_set": reference_set}, rows).to_csv(tmp, index=False)
+
+
+if __name__ == "__main__":
+    run_stage(main)
