@@ -4,6 +4,7 @@ Imported by the Snakefile at parse time, so it must stay cheap: no torch, no num
 """
 
 import copy
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -29,6 +30,7 @@ class ConfigError(ValueError):
     """A config or replication file is invalid; the message names file, key and allowed values."""
 
 
+@functools.cache  # parsed once per process: every replication file is validated against it (read-only)
 def _load_schema(name: str) -> dict:
     return yaml.safe_load((SCHEMAS / name).read_text())
 
@@ -241,8 +243,8 @@ class Plan:
             if name not in configured:
                 users = sorted({f"{r['paper']}/{r['experiment']}" for r in self.runs()
                                 if self.dataset(r["paper"], r["experiment"]) == name})
-                raise ConfigError(f"scales.{self.scale}.datasets.{name}: not configured, but {', '.join(users)} "
-                                  f"use(s) {name} at scale {self.scale} (add its sampling and fid settings)")
+                raise ConfigError(f"scales.{self.scale}.datasets.{name}: not configured, but experiments on {name} run "
+                                  f"at scale {self.scale} ({', '.join(users)}): add its sampling and fid settings")
             self._shards(configured[name]["sampling"], f"datasets.{name}.sampling")
 
     def _inception_weights(self):
