@@ -175,6 +175,17 @@ def test_default_library_and_extractor_are_clean_fid_on_the_classifier():
     assert judge(rows, ETA, library="torch-fidelity")["holds"] == NOT_EVALUATED
 
 
+def test_a_paper_scored_only_with_inception_is_judged_on_inception():
+    # its CIFAR-10 experiments at paper scale: no classifier rows, so the claim reads Inception's
+    rows = table(row(10.0, sampler="eta0", extractor="inception"), row(12.0, sampler="eta1", extractor="inception"),
+                 row(1.0, sampler="eta0", extractor="none", metric="reconstruction_mse"))
+    result = judge(rows, ETA)
+    assert (result["holds"], result["extractor"]) == ("true", "inception")
+    assert judge(rows, ETA, extractor="fmnist-classifier")["holds"] == NOT_EVALUATED
+    mixed = table(*rows.to_dict("records"), row(20.0, sampler="eta0"), row(12.0, sampler="eta1"))
+    assert (judge(mixed, ETA)["holds"], judge(mixed, ETA)["extractor"]) == ("false", "fmnist-classifier")
+
+
 # ---- near (paired) -------------------------------------------------------------------------
 
 def test_near_pairs_across_experiments():

@@ -376,9 +376,17 @@ def config_table(metrics: pd.DataFrame, paper: str, want: dict, factors: dict):
     return table, None
 
 
+def default_extractor(metrics: pd.DataFrame, paper: str) -> str:
+    """The features of a claim that names none: the Fashion-MNIST classifier's, or Inception's for a
+    paper whose sample sets are all scored with Inception (its CIFAR-10 experiments at paper scale)."""
+    present = set(metrics.loc[metrics["paper"] == paper, "extractor"])
+    return "inception" if DEFAULTS["extractor"] not in present and "inception" in present else DEFAULTS["extractor"]
+
+
 def evaluate_claim(metrics: pd.DataFrame, paper: str, claim: dict, factors: dict | None = None) -> dict:
     """One claims.csv row: the verdict of `claim` on the metrics of `paper`."""
     want = {key: claim.get(key, default) for key, default in DEFAULTS.items()}
+    want["extractor"] = claim.get("extractor", default_extractor(metrics, paper))
     m = Metric(want["metric"], want["lower_is_better"])
     (kind, spec), = claim["check"].items()
     table, problem = config_table(metrics, paper, want, factors or {})
