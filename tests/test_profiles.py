@@ -25,12 +25,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import FMNIST_DEBIAN, ROOT, copy_project
+from conftest import FMNIST_DEBIAN, ROOT, copy_project, stage_paper_inputs
 
 PROFILES = ROOT / "workflow" / "profiles"
 GPU_RULES = {"train", "sample"}
 CPU_RULES = {"fashion_mnist", "train_classifier", "reference_features", "evaluate", "real_data_floor",
              "aggregate_metrics", "report"}
+# the paper DAG's other rules: CIFAR-10 sample sets are drawn in shards and scored with Inception
+PAPER_GPU_RULES = GPU_RULES | {"sample_shard", "inception_reference", "evaluate_inception"}
+PAPER_CPU_RULES = CPU_RULES | {"cifar10", "merge_samples"}
 # The outputs each submission run asks for; every other output of the paper DAG is put in place, so
 # exactly their jobs are ready. Snakemake lists outputs in DAG order: the last train's outputs feed
 # none of the first sample sets, and evaluations 1 and 2 read sample sets that stay in place
@@ -221,7 +224,8 @@ def kubernetes_wrapper(tmp_path_factory):
 @pytest.fixture(scope="module")
 def paper_outputs(tmp_path_factory):
     """{rule: [output files]} of the paper DAG, as Snakemake lists them."""
-    run = snakemake(["--summary", "--config", "scale=paper"], copy_project(tmp_path_factory.mktemp("summary") / "p"))
+    project = copy_project(tmp_path_factory.mktemp("summary") / "p")
+    run = snakemake(["--summary", "--config", "scale=paper", *stage_paper_inputs(project)], project)
     assert run.returncode == 0, run.stderr[-3000:]
     files = {}
     for row in (line.split("\t") for line in run.stdout.splitlines()[1:] if line.strip()):
@@ -230,15 +234,17 @@ def paper_outputs(tmp_path_factory):
 
 
 def submit(tmp_path, paper_outputs, env, command, inputs_on_volume=False):
-    """Run `command(volume) + targets` in a project copy, everything else in place; the fakes'
-    records (one JSON line per submitted job) and Snakemake's stderr."""
+    """Run `command(volume) + targets` at paper scale (stand-ins for its staged files) in a project
+    copy, everything else in place; the fakes' records (one JSON line per submitted job) and
+    Snakemake's stderr."""
     project = copy_project(tmp_path / "project")
     volume = tmp_path / "volume"  # stands in for the persistent volume's mount path
     targets, done = targets_and_done(paper_outputs)
     put_in_place(volume if inputs_on_volume else project, done)
     record = tmp_path / "record.jsonl"
     record.touch()
-    run = subprocess.run([*command(volume), *targets], cwd=project, env={**env, "FAKE_RECORD": str(record)},
+    run = subprocess.run([*command(volume), *targets, "--config", "scale=paper", *stage_paper_inputs(project)],
+                         cwd=project, env={**env, "FAKE_RECORD": str(record)},
                          capture_output=True, text=True, timeout=180)
     return [json.loads(line) for line in record.read_text().splitlines()], run.stderr
 
@@ -247,7 +253,7 @@ def submit(tmp_path, paper_outputs, env, command, inputs_on_volume=False):
 def sbatch_calls(tmp_path_factory, paper_outputs, fake_env):
     """{rule: [sbatch options of each of its jobs]}."""
     def command(volume):  # --latency-wait 0: the fake cluster writes no outputs; stop when that is seen
-        return [sys.executable, "-m", "snakemake", "--profile", "workflow/profiles/slurm", "--config", "scale=paper",
+        return [sys.executable, "-m", "snakemake", "--profile", "workflow/profiles/slurm",
                 "--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "0"]
 
     records, stderr = submit(tmp_path_factory.mktemp("slurm"), paper_outputs, fake_env, command)
@@ -263,8 +269,7 @@ def sbatch_calls(tmp_path_factory, paper_outputs, fake_env):
 def kubernetes_jobs(tmp_path_factory, paper_outputs, fake_env, kubernetes_wrapper):
     """{rule: [(namespace, V1Job body as a dict)]}."""
     def command(volume):
-        return kubernetes_command(kubernetes_wrapper, "--config", "scale=paper",
-                                  "--default-storage-prefix", str(volume))
+        return kubernetes_command(kubernetes_wrapper, "--default-storage-prefix", str(volume))
 
     records, stderr = submit(tmp_path_factory.mktemp("k8s"), paper_outputs, fake_env, command, inputs_on_volume=True)
     assert "At least one job did not complete successfully" in stderr, stderr[-3000:]
@@ -281,8 +286,8 @@ def kubernetes_jobs(tmp_path_factory, paper_outputs, fake_env, kubernetes_wrappe
 def test_paper_dag_dry_run_with_slurm_profile_is_fast_and_only_gpu_rules_ask_for_a_gpu(tmp_path):
     project = copy_project(tmp_path / "project")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    run = snakemake(["-n", "--cores", "all", "--config", "scale=paper", "--profile", "workflow/profiles/slurm"],
-                    project)
+    run = snakemake(["-n", "--cores", "all", "--profile", "workflow/profiles/slurm", "--config", "scale=paper",
+                     *stage_paper_inputs(project)], project)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     assert run.returncode == 0, run.stderr[-3000:]
     # CPU seconds: what the DAG costs, whatever else the (shared) test machine is doing
@@ -291,8 +296,8 @@ def test_paper_dag_dry_run_with_slurm_profile_is_fast_and_only_gpu_rules_ask_for
     for rule, block in re.findall(r"^rule (\w+):\n(.*?)(?=^\S|\Z)", run.stdout + run.stderr, flags=re.M | re.S):
         gpu = re.search(r"^\s+resources: .*\bgpu=(\d+)", block, flags=re.M)
         gpus.setdefault(rule, set()).add(gpu and gpu.group(1))
-    assert all(gpus[rule] == {"1"} for rule in GPU_RULES)
-    assert set(gpus) >= CPU_RULES and all(gpus[rule] == {None} for rule in CPU_RULES)
+    assert all(gpus[rule] == {"1"} for rule in PAPER_GPU_RULES)
+    assert set(gpus) >= PAPER_CPU_RULES and all(gpus[rule] == {None} for rule in PAPER_CPU_RULES)
 
 
 def test_default_profile_limits_gpu_jobs_to_one_gpu(tmp_path):
@@ -358,8 +363,9 @@ def test_kubernetes_profile_keeps_storage_on_the_persistent_volume():
 def test_kubernetes_profile_resolves_the_whole_paper_dag_on_the_volume(tmp_path):
     """Every input and output lives on the volume, so a rule must not take a repository file as an
     input (pods have the workflow's sources locally: mark such inputs local(), or pass params)."""
-    run = snakemake(["-n", "-q", "--profile", "workflow/profiles/kubernetes", "--config", "scale=paper",
-                     "--default-storage-prefix", str(tmp_path / "volume")], copy_project(tmp_path / "project"))
+    project = copy_project(tmp_path / "project")
+    run = snakemake(["-n", "-q", "--profile", "workflow/profiles/kubernetes", "--default-storage-prefix",
+                     str(tmp_path / "volume"), "--config", "scale=paper", *stage_paper_inputs(project)], project)
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
 
 
