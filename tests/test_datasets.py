@@ -173,3 +173,32 @@ def test_paper_dag_without_inception_weights_fails_at_parse_time_in_one_line(pro
     [line] = [line for line in output.splitlines() if "Inception-v3 FID weights not found" in line]
     assert line.startswith("invalid configuration:") and "inception_weights" in line
     assert "Job stats" not in output
+
+
+def test_train_and_sample_stages_run_a_cifar10_experiment(paper, tmp_path):
+    """The paper spec of ddpm_2020/eps_simple, shrunk to toy size, through the train and sample
+    stages on a fake CIFAR-10 npz: a 3-channel network, 3-channel samples."""
+    import json
+
+    import numpy as np
+
+    from diffrepro.stages import sample, train
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "cifar10.npz"
+    np.savez(data, train_images=rng.integers(0, 256, (16, 3, 32, 32), dtype=np.uint8),
+             train_labels=rng.integers(0, 10, 16, dtype=np.uint8))
+    spec = paper.training_spec("ddpm_2020", "eps_simple", "symmetric")
+    spec["unet"].update(channels=[8, 16], blocks_per_level=1, attention_levels=[], groups=8)
+    spec["train"].update(steps=2, batch_size=4, warmup=1, checkpoint_every=2, ema_halflife_images=0)
+    spec.pop("performance")  # bf16/TF32/channels_last are for GPUs
+    model = tmp_path / "model.pt"
+    train.main(["--spec", json.dumps(spec), "--data", str(data), "--out", str(model), "--losses",
+                str(tmp_path / "loss.csv")])
+    sample_spec = paper.sample_spec("ddpm_2020", "eps_simple", "symmetric", "ddpm_large", 3, 0)
+    sample_spec.update(training=spec, n_samples=3, batch_size=2)
+    sample_spec.pop("performance")
+    out = tmp_path / "samples.npz"
+    sample.main(["--spec", json.dumps(sample_spec), "--model", str(model), "--out", str(out)])
+    with np.load(out) as f:
+        assert f["images"].shape == (3, 3, 32, 32)
