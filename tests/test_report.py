@@ -67,3 +67,5 @@ def test_sample_grid_tiles_the_first_images(tmp_path):
     images = np.random.default_rng(0).random((70, 1, 8, 8)).astype(np.float32)
     figures.sample_grid(images, tmp_path / "grid.png", 64, "t")
     assert (tmp_path / "grid.png").stat().st_size > 1000
+    figures.sample_grid(np.repeat(images, 3, axis=1), tmp_path / "rgb.png", 64, "CIFAR-10 layout")
+    assert (tmp_path / "rgb.png").stat().st_size > 1000

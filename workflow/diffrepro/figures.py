@@ -114,11 +114,11 @@ def swiss_roll(samples: np.ndarray, heldout: np.ndarray, path, title="") -> None
 def sample_grid(images: np.ndarray, path, n: int = 64, title="") -> None:
     """The first n images of a set ([N, C, H, W] in [0, 1]) tiled into a square grid."""
     side = int(np.sqrt(min(n, len(images))))
-    tiles = images[: side * side, 0]
-    h, w = tiles.shape[1:]
-    grid = tiles.reshape(side, side, h, w).transpose(0, 2, 1, 3).reshape(side * h, side * w)
+    tiles = images[: side * side].transpose(0, 2, 3, 1)  # [n, H, W, C]
+    h, w, c = tiles.shape[1:]
+    grid = tiles.reshape(side, side, h, w, c).transpose(0, 2, 1, 3, 4).reshape(side * h, side * w, c)
     figure, ax = plt.subplots(figsize=(3.6, 3.9))
-    ax.imshow(grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.imshow(grid[..., 0] if c == 1 else grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
     ax.set_title(title, fontsize=8)
     _save(figure, path)

@@ -10,8 +10,9 @@ if PLAN.sharded():
         input:
             unpack(lambda w: {"model": PLAN.model_path(RES, w), **PLAN.aux_inputs(RES, w)}),
         output:
-            f"{RES}/sample_shards/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}/"
-            f"shard{{shard}}of{{shards}}.npz",
+            # temp: merge_samples writes the same images again; a 50k CIFAR-10 set would be stored twice
+            temp(f"{RES}/sample_shards/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}/"
+                 f"shard{{shard}}of{{shards}}.npz"),
         wildcard_constraints:
             shard=r"\d+",
             shards=r"[2-9]|[1-9]\d+",  # a set drawn whole is `sample`'s (see merge_samples)
