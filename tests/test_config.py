@@ -152,7 +152,7 @@ def test_schema_data_sets_match_library():
 
 def _snakemake(cwd, *args):
     return subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=600)
 
 
 def test_snakemake_rejects_bad_config_before_any_job(project):
