@@ -57,7 +57,14 @@ def run_training(performance, loss_spy=None):
 
 @pytest.fixture(scope="module")
 def fp32_run():
-    return run_training(None)
+    # module fixtures start before the autouse one-thread fixture: pin the thread count here too,
+    # or the comparison runs differ in float summation order
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return run_training(None)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_training_with_bf16_and_channels_last_runs_them_and_ends_finite(fp32_run):
