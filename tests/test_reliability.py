@@ -307,15 +307,19 @@ def test_sigkill_during_write_leaves_no_final_file(fmnist_npz, uninterrupted, tm
 
 # ------------------------------------------------------------------ stale results
 
-def metrics_rows(hashes):
+def metrics_rows(hashes, seeds=None):
+    seeds = seeds or [0] * len(hashes)
     return pd.DataFrame([{**dict.fromkeys(COLUMNS, 0), "paper": "ddpm_2020", "experiment": "eps_simple",
-                          "input_scaling": "symmetric", "seed": i, "config_hash": h} for i, h in enumerate(hashes)])
+                          "input_scaling": "symmetric", "seed": s, "config_hash": h} for s, h in zip(seeds, hashes)])
 
 
 def test_metrics_of_two_configurations_are_never_mixed():
     check_single_config(metrics_rows(["aaa", "aaa"]))
-    with pytest.raises(StaleResults, match="ddpm_2020/eps_simple/symmetric"):
+    with pytest.raises(StaleResults, match="ddpm_2020/eps_simple/symmetric;"):
         check_single_config(metrics_rows(["aaa", "bbb"]))
+    check_single_config(metrics_rows(["aaa", "bbb"], seeds=[0, 1]))  # replicates train with their own seed
+    with pytest.raises(StaleResults):
+        check_single_config(metrics_rows(["aaa", "bbb", "ccc"], seeds=[0, 1, 1]))
 
 
 def test_aggregate_stage_refuses_mixed_configurations(tmp_path):

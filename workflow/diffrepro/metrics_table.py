@@ -17,10 +17,11 @@ def rows_for(run: dict, metric_rows: list[dict]) -> pd.DataFrame:
 
 
 def check_single_config(table: pd.DataFrame) -> None:
-    """Refuse to mix rows produced by different configurations of one experiment."""
-    per_experiment = table.groupby(["paper", "experiment", "input_scaling"])["config_hash"].nunique()
+    """Refuse to mix rows produced by different configurations of one experiment (per replicate
+    seed: replicate k trains with its own seed, so its hash differs by design)."""
+    per_experiment = table.groupby(["paper", "experiment", "input_scaling", "seed"])["config_hash"].nunique()
     mixed = per_experiment[per_experiment > 1]
     if len(mixed):
-        names = ", ".join("/".join(map(str, k)) for k in mixed.index)
+        names = ", ".join(sorted({"/".join(map(str, k[:3])) for k in mixed.index}))
         raise StaleResults(f"metrics from different configurations are mixed for {names}; "
                            f"rerun the workflow so every row comes from the current configuration")
