@@ -79,7 +79,7 @@ def schedules_log_snr(curves: dict, path) -> None:
     ax.set(xlabel="t (quantile of the training noise level)", ylabel="log SNR = log(ᾱ / (1 − ᾱ))",
            title="noise schedules as trained (input scale b included)", ylim=(-20, 20))
     ax.axhline(0, color="grey", lw=0.6)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: the curves fill the axes
     _save(figure, path)
 
 

@@ -175,7 +175,7 @@ def main(argv=None):
             lines += ["Ours (mean ± sd over seeds; FID by clean-fid, the same as torch-fidelity's: see the "
                       "library agreement table):", "", markdown(table), ""]
         paper_fid = fid[fid["paper"] == paper]
-        if len(paper_fid) and paper_fid["nfe"].nunique() > 1:
+        if len(paper_fid):
             name = figure_name(paper, "fid_vs_nfe")
             figures.fid_vs_nfe(paper_fid, report.figure(name), floor, title=paper)
             lines += [report.image(name, f"{paper}: FID vs NFE"), ""]
