@@ -11,11 +11,6 @@ rule aggregate_metrics:
         "python -m diffrepro.stages.aggregate --out {output} {input} 2> {log}"
 
 
-def _report_category(w):
-    """Figures are named <paper>__<what>[__...].png: the paper is the report's category."""
-    return "across papers" if w.paper == "all" else w.paper
-
-
 rule report:
     input:
         metrics=f"{RES}/metrics.csv",
@@ -28,7 +23,8 @@ rule report:
         readme=f"{REPORT}/README.md",
         tables=report(directory(f"{REPORT}/tables"), patterns=["{name}.csv"], category="Tables",
                       caption="../report/table.rst", labels=lambda w: {"table": w.name}),
-        figures=report(directory(f"{REPORT}/figures"), patterns=["{paper}__{figure}.png"], category=_report_category,
+        # figures are named <paper>__<what>.png: the paper is the HTML report's category
+        figures=report(directory(f"{REPORT}/figures"), patterns=["{paper}__{figure}.png"], category=lambda w: "across papers" if w.paper == "all" else w.paper,
                        caption="../report/figure.rst", labels=lambda w: {"figure": w.figure.replace("__", " ")}),
     params:
         replications=config["replications"],
