@@ -209,6 +209,7 @@ class Plan:
         self.scale_cfg = config["scales"][self.scale]
         self.replications = replications
         self.shards = self._shards()
+        self.job_threads = self.scale_cfg.get("job_threads", 8)
         self._check_datasets()
         self.inception_weights = self._inception_weights()
 

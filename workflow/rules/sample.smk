@@ -6,7 +6,7 @@ rule sample:
     params:
         spec=PLAN.sample_spec_json,
         aux=lambda w, input: " ".join(f"--aux {k}={v}" for k, v in input.items() if k != "model"),
-    threads: 8  # scaled down to --cores locally; set per rule on clusters by the profile
+    threads: PLAN.job_threads  # the scale's `job_threads`, capped at --cores; set per rule on clusters by the profile
     resources:
         gpu=1,
     conda:

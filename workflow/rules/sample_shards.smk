@@ -20,7 +20,7 @@ if PLAN.sharded():
             spec=PLAN.sample_spec_json,  # the same spec as `sample`: shards are pieces of that set
             aux=lambda w, input: " ".join(f"--aux {k}={v}" for k, v in input.items() if k != "model"),
             shards=lambda w: w.shards,
-        threads: 8  # scaled down to --cores locally; set per rule on clusters by the profile
+        threads: PLAN.job_threads  # the scale's `job_threads`, capped at --cores; set per rule on clusters by the profile
         resources:
             gpu=1,
         conda:

@@ -7,7 +7,7 @@ rule train:
     params:
         spec=PLAN.training_spec_json,
         checkpoint=lambda w: f"{RES}/checkpoints/{w.paper}/{w.experiment}/{w.scaling}.ckpt",
-    threads: 8  # scaled down to --cores locally; set per rule on clusters by the profile
+    threads: PLAN.job_threads  # the scale's `job_threads`, capped at --cores; set per rule on clusters by the profile
     resources:
         gpu=1,
     conda:
