@@ -22,12 +22,16 @@ def build_network(training_spec: dict) -> UNet:
     return UNet(in_channels=dataset_of(training_spec).channels, **cfg)
 
 
-def build_schedule_for(spec: dict):
-    """The schedule of a spec (experiment or training spec) in the data space the denoiser sees:
-    Chen's input scale b (parameterisation.input_scale) wraps it in InputScaledSchedule."""
-    schedule = build_schedule(spec["schedule"])
+def with_input_scale(schedule, spec: dict):
+    """`schedule` in the data space the denoiser sees: Chen's input scale b
+    (parameterisation.input_scale) wraps it in InputScaledSchedule."""
     b = float(spec["parameterisation"].get("input_scale", 1.0))
     return schedule if b == 1.0 else InputScaledSchedule(schedule, b)
+
+
+def build_schedule_for(spec: dict):
+    """The schedule of a spec (experiment or training spec) in the denoiser's data space."""
+    return with_input_scale(build_schedule(spec["schedule"]), spec)
 
 
 def build_model(training_spec: dict):
@@ -35,7 +39,7 @@ def build_model(training_spec: dict):
     net = build_network(training_spec)
     schedule = build_schedule(training_spec["schedule"])
     denoiser = build_denoiser(net, training_spec["parameterisation"], schedule)
-    return net, build_schedule_for(training_spec), denoiser
+    return net, with_input_scale(schedule, training_spec), denoiser
 
 
 def load_model(model_file: dict):

@@ -2,10 +2,8 @@
 
 import platform
 import subprocess
-from pathlib import Path
 
 import pandas as pd
-import yaml
 
 REAL = "real_data"
 TABLE_LIBRARY = "clean-fid"  # per-paper tables show one library; library_agreement() compares the two
@@ -89,20 +87,14 @@ def _num(value) -> str:
     return "" if value != value else f"{value:.4g}"
 
 
-def load_references(replications_dir) -> dict:
-    """{paper: [reference entries]} from replications/*.yaml."""
-    docs = (yaml.safe_load(p.read_text()) for p in sorted(Path(replications_dir).glob("*.yaml")))
-    return {doc["paper"]: doc.get("reference", []) for doc in docs}
-
-
-def reference_rows(replications_dir) -> pd.DataFrame:
+def reference_rows(references: dict) -> pd.DataFrame:
+    """One row per paper-reported number ({paper: replications/<paper>.yaml `reference`}), with its protocol."""
     rows = []
-    for path in sorted(Path(replications_dir).glob("*.yaml")):
-        doc = yaml.safe_load(path.read_text())
-        for ref in doc.get("reference", []):
+    for paper, entries in references.items():
+        for ref in entries:
             proto = ref["protocol"]
             value = f"{ref['value']}" if ref.get("confirmed", True) else f"{ref['value']} (UNCONFIRMED)"
-            rows.append({"paper": doc["paper"], "configuration": ref["configuration"], "metric": ref["metric"],
+            rows.append({"paper": paper, "configuration": ref["configuration"], "metric": ref["metric"],
                          "value": value, "dataset": proto["dataset"], "extractor": proto["extractor"],
                          "library": proto.get("library", ""), "samples": proto["n_samples"],
                          "reference set": proto["reference_set"], "source": ref["source"]})
