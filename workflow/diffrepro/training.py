@@ -1,4 +1,4 @@
-"""The training loop shared by every diffusion experiment: warmup + cosine LR, gradient
+"""The training loop shared by every diffusion experiment: warmup + cosine (or constant) LR, optional h-flip, gradient
 clipping, EMA with a half-life in images, resumable checkpoints, and a loss log.
 
 Resuming: a checkpoint holds the model, optimizer, EMA, data order + cursor, the loss log and
@@ -39,12 +39,20 @@ class TrainingDiverged(RuntimeError):
     pass
 
 
-def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
-    """Linear warmup, then cosine decay to 0."""
+def lr_at(step: int, total: int, peak: float, warmup: int, decay: str = "cosine") -> float:
+    """Linear warmup, then cosine decay to 0 or (DDPM, EDM) the peak held to the end."""
     if step < warmup:
         return peak * (step + 1) / warmup
+    if decay == "constant":
+        return peak
     progress = (step - warmup) / max(1, total - warmup)
     return peak * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def random_hflip(x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each image mirrored left-right with probability 1/2 (DDPM's CIFAR-10 augmentation)."""
+    flip = torch.rand(x0.shape[0], generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None], x0.flip(-1), x0)
 
 
 def ema_decay(batch_size: int, halflife_images: float) -> float:
@@ -113,6 +121,7 @@ def train(denoiser, schedule, loss_fn, data: torch.Tensor, cfg: dict, *, checkpo
     """
     steps, batch, peak = cfg["steps"], cfg["batch_size"], cfg["lr"]
     warmup, clip = cfg.get("warmup", 0), cfg.get("grad_clip")
+    lr_decay, hflip = cfg.get("lr_decay", "cosine"), cfg.get("hflip", False)
     every = cfg.get("checkpoint_every", steps)
     decay = ema_decay(batch, cfg.get("ema_halflife_images", 0))
     generator = torch.Generator().manual_seed(cfg["seed"])
@@ -144,6 +153,8 @@ def train(denoiser, schedule, loss_fn, data: torch.Tensor, cfg: dict, *, checkpo
             order, cursor = torch.randperm(n, generator=generator), 0
         x0 = data[order[cursor:cursor + batch]]
         cursor += batch
+        if hflip:
+            x0 = random_hflip(x0, generator)
         sigma = schedule.sample_sigma(x0.shape[0], generator=generator).to(x0.dtype)
         noise = torch.randn(x0.shape, generator=generator)
         x0, sigma, noise = (place_batch(t, performance, device) for t in (x0, sigma, noise))
@@ -153,7 +164,7 @@ def train(denoiser, schedule, loss_fn, data: torch.Tensor, cfg: dict, *, checkpo
             raise TrainingDiverged(f"training diverged: loss is {loss.item()} at step {step + 1} of {steps} "
                                    f"({describe}); lower train.lr (now {peak:g}) or check the "
                                    f"schedule/parameterisation/loss of this experiment")
-        lr = lr_at(step, steps, peak, warmup)
+        lr = lr_at(step, steps, peak, warmup, lr_decay)
         for group in opt.param_groups:
             group["lr"] = lr
         opt.zero_grad(set_to_none=True)

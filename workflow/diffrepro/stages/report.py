@@ -228,8 +228,8 @@ Every number below is derived from `results/{args.scale}/metrics.csv` and `claim
 - FID/KID features: the {clf.get('feature_dim', '?')}-d pre-logit layer of a Fashion-MNIST classifier trained
   by the workflow (test accuracy **{100 * clf['test_accuracy']:.2f}%**), the fast.ai course's method.
   Inception-v3 FID: {inception_note}.
-- Reference set: {', '.join(sorted(models['reference_set'].dropna().unique()))}.
-  Samples per set: {int(models['n_samples'].max()) if len(models) else 0}.
+- FID/KID reference set: {', '.join(sorted(fid['reference_set'].dropna().unique()))}.
+  Samples per set: {', '.join(str(int(n)) for n in sorted(fid['n_samples'].unique()))}.
 - Seeds: where a table shows several, seed k is an independent replicate (network trained with seed k,
   samples drawn with seed k); ± is the standard deviation over replicates.
 - Each FID and KID is computed twice on the same features, by torch-fidelity and by clean-fid.

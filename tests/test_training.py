@@ -1,0 +1,79 @@
+"""The training loop's learning-rate schedules and h-flip augmentation."""
+
+import copy
+import math
+
+import pytest
+import torch
+import yaml
+
+from diffrepro.config import Plan, load_config, load_replications
+from diffrepro.training import lr_at, random_hflip, train
+
+from conftest import ROOT
+
+
+@pytest.mark.parametrize("decay", ["cosine", "constant"])
+def test_warmup_is_linear_up_to_the_peak(decay):
+    assert [lr_at(s, 100, 1.0, 4, decay) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+
+
+def test_cosine_decay_halves_at_the_midpoint_and_ends_near_zero():
+    peak, warmup, total = 2e-3, 10, 110
+    assert lr_at(warmup, total, peak, warmup) == pytest.approx(peak)
+    assert lr_at(warmup + 50, total, peak, warmup) == pytest.approx(peak / 2)
+    assert lr_at(total - 1, total, peak, warmup) == pytest.approx(peak * 0.5 * (1 + math.cos(math.pi * 99 / 100)))
+
+
+def test_constant_decay_holds_the_peak_to_the_end():
+    assert {lr_at(s, 1000, 2e-4, 50, "constant") for s in range(50, 1000)} == {2e-4}
+
+
+def test_hflip_mirrors_about_half_the_images_and_leaves_the_rest():
+    x = torch.randn(4000, 1, 4, 4)
+    out = random_hflip(x, torch.Generator().manual_seed(0))
+    same = (out == x).flatten(1).all(1)
+    mirrored = (out == x.flip(-1)).flatten(1).all(1)
+    assert bool((same | mirrored).all())
+    assert abs(mirrored.float().mean().item() - 0.5) < 4 * 0.5 / math.sqrt(4000)
+
+
+class _Schedule:
+    def sample_sigma(self, n, generator=None):
+        return torch.rand(n, generator=generator)
+
+
+def _train(cfg, data):
+    denoiser = torch.nn.Conv2d(1, 1, 1)
+    torch.manual_seed(0)
+    loss = lambda d, x0, sigma, noise: ((d(x0 + sigma[:, None, None, None] * noise) - x0) ** 2).mean()
+    return train(denoiser, _Schedule(), loss, data, cfg, progress=False)
+
+
+def test_training_logs_the_configured_schedule_and_flips_change_the_run():
+    # an image that is not its own mirror, so flipping changes what the network sees
+    data = torch.arange(16.0).reshape(1, 1, 4, 4).repeat(8, 1, 1, 1) / 16
+    cfg = {"steps": 12, "batch_size": 4, "lr": 1e-2, "warmup": 2, "seed": 0}
+    _, cosine = _train(cfg, data)
+    _, constant = _train({**cfg, "lr_decay": "constant"}, data)
+    assert [r["lr"] for r in constant[2:]] == [1e-2] * 10
+    assert cosine[-1]["lr"] < 1e-3
+    _, flipped = _train({**cfg, "hflip": True}, data)
+    assert [r["loss"] for r in flipped] != [r["loss"] for r in cosine]
+
+
+def test_paper_settings_reach_only_the_paper_scale_training_specs(tmp_path):
+    config = yaml.safe_load((ROOT / "workflow" / "config.yaml").read_text())
+    weights = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
+    weights.touch()  # the paper-scale Plan only asks whether the file is there
+    config["inception_weights"] = str(weights)
+    replications = load_replications(ROOT / "replications")
+    for scale in ("smoke", "quick", "paper"):
+        plan = Plan(load_config({**copy.deepcopy(config), "scale": scale}), replications)
+        ddpm = plan.training_spec("ddpm_2020", "eps_simple", "symmetric")["train"]
+        edm = plan.training_spec("karras_edm_2022", "edm", "symmetric")["train"]
+        if scale == "paper":
+            assert (ddpm["lr_decay"], ddpm["hflip"], edm["lr_decay"]) == ("constant", True, "constant")
+            assert "hflip" not in edm  # EDM's own augmentation is not built; no flip in its place
+        else:
+            assert not {"lr_decay", "hflip"} & (ddpm.keys() | edm.keys())
