@@ -9,7 +9,7 @@ import pytest
 
 from diffrepro import figures
 from diffrepro.reporting import claims_front, library_agreement, paper_table
-from diffrepro.stages.report import job_times
+from diffrepro.stages.report import Report, job_times, sample_grids
 
 
 def rows(values, library="clean-fid", metric="fid", sampler="heun", steps=10):
@@ -69,3 +69,16 @@ def test_sample_grid_tiles_the_first_images(tmp_path):
     assert (tmp_path / "grid.png").stat().st_size > 1000
     figures.sample_grid(np.repeat(images, 3, axis=1), tmp_path / "rgb.png", 64, "CIFAR-10 layout")
     assert (tmp_path / "rgb.png").stat().st_size > 1000
+
+
+def test_sample_grid_shows_the_best_set_that_has_samples(tmp_path):
+    # a mis-scored row (fastai_fmnist's *_range_bug) has the lowest FID but no sample set of its own
+    metrics = pd.concat([rows([30.0], sampler="euler", steps=50), rows([2.0], sampler="euler_range_bug", steps=50),
+                         rows([40.0], sampler="heun", steps=20)])
+    samples = tmp_path / "samples"
+    for sampler, steps in [("euler", 50), ("heun", 20)]:
+        folder = samples / "p" / "e" / "symmetric" / sampler / str(steps)
+        folder.mkdir(parents=True)
+        np.savez(folder / "seed0.npz", images=np.zeros((4, 1, 8, 8), np.float32))
+    lines = sample_grids(Report(tmp_path / "report"), metrics, samples, "p")
+    assert len(lines) == 1 and "euler 50 steps, FID 30.0" in lines[0]
