@@ -50,15 +50,15 @@ def test_claims_front_marks_each_verdict():
 
 
 def test_job_times_count_busy_wall_time_once(tmp_path):
-    def record(path, start, end):
+    def record(path, start, end, job):
         name = base64.urlsafe_b64encode(path.encode()).decode().rstrip("=")
-        (tmp_path / name).write_text(json.dumps({"starttime": start, "endtime": end}))
+        (tmp_path / name).write_text(json.dumps({"starttime": start, "endtime": end, "job_hash": job}))
 
-    record("results/quick/a.pt", 0.0, 10.0)
-    record("results/quick/b.pt", 5.0, 20.0)  # overlaps a: parallel jobs
-    record("results/quick/b.csv", 5.0, 20.0)  # a second output of the same job
-    record("results/quick/c.pt", 100.0, 110.0)  # after a gap: a resumed run
-    record("results/smoke/d.pt", 0.0, 1000.0)  # another scale: not counted
+    record("results/quick/a.pt", 0.0, 10.0, 1)
+    record("results/quick/b.pt", 5.0, 20.0, 2)  # overlaps a: parallel jobs
+    record("results/quick/b.csv", 5.000001, 20.0, 2)  # a second output of the same job, stamped a moment later
+    record("results/quick/c.pt", 100.0, 110.0, 3)  # after a gap: a resumed run
+    record("results/smoke/d.pt", 0.0, 1000.0, 4)  # another scale: not counted
     busy, summed = job_times(tmp_path, ("results/quick/",))
     assert busy == pytest.approx(30.0) and summed == pytest.approx(35.0)
 

@@ -27,7 +27,7 @@ GRID_IMAGES = 64
 def job_times(metadata_dir: Path, prefixes: tuple) -> tuple:
     """(wall seconds with at least one job running, summed job seconds) from Snakemake's metadata
     records of outputs under `prefixes`; a resumed run's idle gaps do not count."""
-    spans = []
+    spans = {}
     for record in metadata_dir.glob("*") if metadata_dir.is_dir() else []:
         try:
             name = base64.urlsafe_b64decode(record.name + "=" * (-len(record.name) % 4)).decode()
@@ -35,8 +35,11 @@ def job_times(metadata_dir: Path, prefixes: tuple) -> tuple:
         except (binascii.Error, UnicodeDecodeError, ValueError):
             continue
         if name.startswith(prefixes) and meta.get("starttime") is not None and meta.get("endtime") is not None:
-            spans.append((meta["starttime"], meta["endtime"]))
-    spans = sorted(set(spans))  # a job's outputs share one record each: count each job once
+            # each output of a job has its own record (start times differ by microseconds): count
+            # the job once, by its hash
+            job = meta.get("job_hash", (meta["starttime"], meta["endtime"]))
+            spans.setdefault(job, (meta["starttime"], meta["endtime"]))
+    spans = sorted(spans.values())
     busy, end = 0.0, -np.inf
     for start, stop in spans:
         busy += max(0.0, stop - max(start, end))
