@@ -127,7 +127,7 @@ STOCHASTIC = [
     ("ddim", "linear_beta", 500, {"eta": 0.5}),
     ("euler_ancestral", "edm", 1000, {"eta": 1.0}),
     ("heun", "edm", 128, {"s_churn": 40.0}),
-    ("tfree_ddim", "course_cosine", 1000, {"eta": 1.0, "clamp_x0": None}),
+    ("tfree_ddim", "course_cosine", 1000, {"eta": 1.0, "clip_x0": None}),
 ]
 
 
@@ -268,7 +268,7 @@ def test_tfree_clamps_x0_and_drops_small_noise():
 def test_tfree_without_predictor_or_clamps_is_ddim():
     grid = S.SCHEDULES["course_cosine"]().sampling_sigmas(20)
     x = start_from_marginal(16, grid[0])
-    a = M.tfree_ddim(gaussian_denoiser(), x, grid, eta=0.0, clamp_x0=None)
+    a = M.tfree_ddim(gaussian_denoiser(), x, grid, eta=0.0, clip_x0=None)
     b = M.ddim(gaussian_denoiser(), x, grid, eta=0.0)
     assert torch.allclose(a, b, rtol=1e-10, atol=1e-10)
 
@@ -299,3 +299,12 @@ def test_samplers_keep_dtype_and_show_progress(name):
     out = M.SAMPLERS[name](gaussian_denoiser(MU.float(), SD.float()), x, S.edm_sigmas(4), progress=True,
                            generator=torch.Generator().manual_seed(0))
     assert out.dtype == torch.float32 and torch.all(torch.isfinite(out))
+
+
+def test_sampler_options_clip_x0_maps_to_the_data_range_or_off():
+    from diffrepro.build import sampler_options
+    spec = lambda clip: {"name": "tfree_ddim", "options": {"eta": 1.0, "clip_x0": clip}}
+    assert sampler_options(spec(True), "centered")["clip_x0"] == (-0.5, 0.5)
+    assert sampler_options(spec(True), "unit")["clip_x0"] == (0.0, 1.0)
+    assert sampler_options(spec(False), "centered")["clip_x0"] is None
+    assert "clip_x0" not in sampler_options({"name": "tfree_ddim", "options": {"eta": 1.0}}, "centered")

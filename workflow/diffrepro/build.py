@@ -74,11 +74,13 @@ def sampling_sigmas(schedule, steps: int, grid: dict) -> torch.Tensor:
 
 
 def sampler_options(sampler_spec: dict, scaling_name: str) -> dict:
-    """YAML sampler options → keyword arguments; clip_x0: true clips to the data range."""
+    """YAML sampler options → keyword arguments; clip_x0: true clips x0_hat to the data range,
+    false turns clipping off (absent keeps the sampler's own default)."""
     options = dict(sampler_spec.get("options", {}))
-    if options.pop("clip_x0", False):
+    if "clip_x0" in options:
         scaling = get_scaling(scaling_name)
-        options["clip_x0"] = (float(scaling.to_model(0.0)), float(scaling.to_model(1.0)))
+        data_range = (float(scaling.to_model(0.0)), float(scaling.to_model(1.0)))
+        options["clip_x0"] = data_range if options["clip_x0"] else None
     return options
 
 

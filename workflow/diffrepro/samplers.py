@@ -116,7 +116,7 @@ def clamp_to_median(alpha_bar, factor=2.0):
 
 
 def tfree_ddim(denoiser, x, sigmas, *, generator=None, noise_level_predictor=None, eta=1.0,
-               clamp_median=True, clamp_x0=(-2.0, 2.0), progress=False, callback=None):
+               clamp_median=True, clip_x0=(-2.0, 2.0), progress=False, callback=None):
     """The fast.ai course's t-free DDIM step (REFERENCE Sec. 0).
 
     The network never sees the noise level, so the denoiser is called at the *scheduled* sigma,
@@ -124,7 +124,7 @@ def tfree_ddim(denoiser, x, sigmas, *, generator=None, noise_level_predictor=Non
     ``noise_level_predictor(x_vp) -> abar [B]`` sees the VP-frame image (what it was trained on);
     its abar (clamped to the batch median's [1/2, 2] band when ``clamp_median``) replaces the
     scheduled one in x0_hat = (x_vp - sqrt(1 - abar) eps_hat) / sqrt(abar), which is clamped to
-    ``clamp_x0``. With no predictor the scheduled abar is used (the course's naive baseline).
+    ``clip_x0``. With no predictor the scheduled abar is used (the course's naive baseline).
     Re-noising goes to the scheduled next abar with DDIM's sigma(eta) from the schedule, set to 0
     when within 0.01 of the remaining variance 1 - a'. The course's default is eta = 1."""
     levels = _levels(sigmas)
@@ -136,7 +136,7 @@ def tfree_ddim(denoiser, x, sigmas, *, generator=None, noise_level_predictor=Non
         if noise_level_predictor is not None:
             abar = noise_level_predictor(x_vp).reshape(-1).to(x)
             abar = (clamp_to_median(abar) if clamp_median else abar).reshape(-1, *([1] * (x.ndim - 1)))
-        x0 = _clip((x_vp - (1 - abar) ** 0.5 * eps) / abar ** 0.5, clamp_x0)
+        x0 = _clip((x_vp - (1 - abar) ** 0.5 * eps) / abar ** 0.5, clip_x0)
         noise_std = eta * math.sqrt((1 - a_next) / (1 - a) * (1 - a / a_next))  # Song 2021 Eq. 16
         if 1 - a_next <= noise_std ** 2 + 0.01:
             noise_std = 0.0
