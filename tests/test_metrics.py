@@ -212,6 +212,20 @@ def test_libraries_agree_with_the_formulas_on_disjoint_halves(reference, extract
         assert value == pytest.approx(expected_kid, rel=1e-5)
 
 
+def test_torch_fidelity_reference_cache_follows_a_rewritten_reference(extractor, real_images, tmp_path):
+    path, samples = tmp_path / "reference.npz", real_images[1500:2000]
+    score = lambda: by_library(compute_metrics(samples, path, extractor, kid_subset_size=100, kid_subsets=2), "fid")
+    write_reference(real_images[:500], extractor, path)
+    first, again = score(), score()  # the second run reads torch-fidelity's cached reference features
+    assert again == first
+    write_reference(real_images[500:1000], extractor, path)  # same path, other images: a new cache entry
+    rewritten = score()
+    assert rewritten["torch-fidelity"] != first["torch-fidelity"]
+    assert rewritten["torch-fidelity"] == pytest.approx(rewritten["clean-fid"], rel=1e-2)  # clean-fid reads mu/sigma from the file
+    names = {f.name.split("-fmnist")[0] for f in (tmp_path / "torch_fidelity_cache").iterdir()}
+    assert len(names) == 2
+
+
 def test_different_sets_score_far_worse_than_real_halves(reference, extractor, real_images):
     half = real_images[1000:1500]
     blurred = uniform_filter(half, size=(1, 1, 5, 5))
