@@ -146,6 +146,9 @@ def test_reference_and_evaluation_stages_score_a_cifar10_set_with_both_libraries
                              str(reference), "--fid", json.dumps({"kid_subset_size": 4, "kid_subsets": 3}),
                              "--out", str(out)])
     rows = pd.read_csv(out)
+    pixels, rows = rows[rows["extractor"] == "pixels"], rows[rows["extractor"] != "pixels"]
+    assert set(pixels["metric"]) == {"pixel_w1", "bright_fraction"}
+    assert pixels.set_index("metric")["value"]["pixel_w1"] == pytest.approx(0.0, abs=1e-12)  # the same images
     assert set(rows["library"]) == {"torch-fidelity", "clean-fid"} and set(rows["metric"]) == {"fid", "kid"}
     assert set(rows["extractor"]) == {"inception"} and set(rows["reference_set"]) == {"cifar10_train_5"}
     assert set(rows["config_hash"]) == {config_hash(training)} and set(rows["n_samples"]) == {5}

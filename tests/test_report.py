@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from diffrepro import figures
-from diffrepro.reporting import claims_front, library_agreement, paper_table
+from diffrepro.reporting import claims_front, library_agreement, metric_table, paper_table
 from diffrepro.stages.report import Report, job_times, sample_grids
 
 
@@ -31,6 +31,18 @@ def test_paper_table_mean_sd_over_seeds_and_the_papers_number():
     assert row["ours"] == "12 ± 2" and row["seeds"] == 3 and row["NFE"] == 19 and row["samples"] == 500
     assert row["paper reported"] == "1.97 (CIFAR-10, Inception-v3)"
     assert paper_table(metrics, "absent", refs).empty
+
+
+def test_pixel_sanity_numbers_are_columns_of_the_fid_rows_not_rows():
+    bright = rows([0.10, 0.20, 0.30], library="scipy", metric="bright_fraction").assign(extractor="pixels")
+    w1 = rows([0.01, 0.02, 0.06], library="scipy", metric="pixel_w1").assign(extractor="pixels")
+    metrics = pd.concat([rows([10.0, 12.0, 14.0]), bright, w1, rows([3.0], metric="bound_bits", library="diffrepro")])
+    table = paper_table(metrics, "p", [])
+    assert list(table["metric"]) == ["bound_bits", "fid"]
+    assert list(table["bright pixels"]) == ["", "20.0%"]  # means over the three seeds
+    assert list(table["pixel W1"]) == ["", "0.030"]
+    wide = metric_table(metrics)
+    assert len(wide) == 1 and wide["bright pixels"].iloc[0] == pytest.approx(0.2)
 
 
 def test_library_agreement_reports_the_largest_difference():

@@ -38,6 +38,12 @@ def test_metrics_have_both_libraries_for_every_sample_set(smoke_run):
         got = set(zip(rows["library"], rows["metric"]))
         assert got >= {("torch-fidelity", "fid"), ("clean-fid", "fid"), ("torch-fidelity", "kid"),
                        ("clean-fid", "kid")}, key
+    # and each of those sets carries its pixel sanity numbers (both fractions of the range)
+    pixels = metrics[metrics["extractor"] == "pixels"]
+    assert set(pixels["metric"]) == {"pixel_w1", "bright_fraction"} and pixels["value"].between(0, 1).all()
+    scored = pixels[pixels["paper"] != "real_data"].groupby(["paper", "experiment", "input_scaling", "sampler",
+                                                            "steps", "seed"])
+    assert set(scored.groups) == set(runs.groups) and (scored.size() == 2).all()
 
 
 def test_real_data_floor_is_far_below_models(smoke_run):

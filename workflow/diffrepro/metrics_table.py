@@ -5,6 +5,9 @@ import pandas as pd
 COLUMNS = ["paper", "experiment", "input_scaling", "sampler", "sampler_name", "steps", "nfe", "seed",
            "n_samples", "extractor", "library", "metric", "value", "reference_set", "config_hash"]
 RUN_KEYS = ["paper", "experiment", "input_scaling", "sampler", "steps", "seed"]
+# a sample set's pixel sanity rows next to its FID/KID (pixel_stats), and their report columns
+PIXELS = "pixels"
+PIXEL_COLUMNS = {"pixel_w1": "pixel W1", "bright_fraction": "bright pixels"}
 
 
 class StaleResults(ValueError):

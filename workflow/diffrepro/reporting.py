@@ -5,6 +5,8 @@ import subprocess
 
 import pandas as pd
 
+from .metrics_table import PIXEL_COLUMNS, PIXELS
+
 REAL = "real_data"
 TABLE_LIBRARY = "clean-fid"  # per-paper tables show one library; library_agreement() compares the two
 CONFIG_KEYS = ["experiment", "input_scaling", "sampler", "steps", "nfe"]
@@ -15,16 +17,25 @@ def model_rows(metrics: pd.DataFrame) -> pd.DataFrame:
     return metrics[metrics["paper"] != REAL]
 
 
+def pixel_columns(metrics: pd.DataFrame, keys: list) -> pd.DataFrame:
+    """keys + one column per pixel sanity metric (PIXEL_COLUMNS), mean over seeds."""
+    rows = metrics[(metrics["extractor"] == PIXELS) & metrics["metric"].isin(list(PIXEL_COLUMNS))]
+    wide = rows.pivot_table(index=keys, columns="metric", values="value", aggfunc="mean", dropna=False)
+    return wide.reindex(columns=list(PIXEL_COLUMNS)).rename(columns=PIXEL_COLUMNS).reset_index()
+
+
 def metric_table(metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per (run, extractor), FID and KID from each library side by side; mean over seeds."""
+    """One row per (run, extractor), FID and KID from each library side by side, and the set's
+    pixel sanity numbers; mean over seeds."""
     keys = ["paper", "experiment", "input_scaling", "sampler", "steps", "nfe", "extractor"]
+    pixels, metrics = pixel_columns(metrics, keys[:-1]), metrics[metrics["extractor"] != PIXELS]
     grouped = (metrics.groupby(keys + ["metric", "library"], dropna=False)["value"]
                .agg(["mean", "std", "count"]).reset_index())
     grouped["column"] = grouped["metric"].str.upper() + " (" + grouped["library"] + ")"
     table = grouped.pivot_table(index=keys, columns="column", values="mean", dropna=False).reset_index()
     seeds = metrics.groupby(keys, dropna=False)["seed"].nunique().rename("seeds").reset_index()
     samples = metrics.groupby(keys, dropna=False)["n_samples"].first().rename("samples").reset_index()
-    return table.merge(seeds, on=keys).merge(samples, on=keys)
+    return table.merge(seeds, on=keys).merge(samples, on=keys).merge(pixels, on=keys[:-1], how="left")
 
 
 def mean_sd(values: pd.Series) -> str:
@@ -36,14 +47,20 @@ def mean_sd(values: pd.Series) -> str:
 
 def paper_table(metrics: pd.DataFrame, paper: str, references: list) -> pd.DataFrame:
     """One row per (configuration, metric) of a paper: ours as mean ± sd over seeds, the protocol
-    columns, and the paper's number where its YAML reports one for that experiment and sampler."""
-    rows = metrics[(metrics["paper"] == paper) & (metrics["metric"] != "kid")
+    columns, the sample set's pixel sanity numbers (FID rows) and the paper's number where its
+    YAML reports one for that experiment and sampler."""
+    metrics = metrics[metrics["paper"] == paper]
+    pixels = pixel_columns(metrics, CONFIG_KEYS)
+    rows = metrics[(metrics["extractor"] != PIXELS) & (metrics["metric"] != "kid")
                    & ~(metrics["metric"].isin(["fid"]) & (metrics["library"] != TABLE_LIBRARY))]
     if rows.empty:
         return pd.DataFrame()
     keys = CONFIG_KEYS + ["metric"] + PROTOCOL_KEYS
     table = (rows.groupby(keys, dropna=False)
              .agg(ours=("value", mean_sd), seeds=("seed", "nunique")).reset_index())
+    table = table.merge(pixels, on=CONFIG_KEYS, how="left")
+    for column, form in zip(PIXEL_COLUMNS.values(), ("{:.3f}", "{:.1%}")):
+        table[column] = [form.format(v) if m == "fid" and v == v else "" for m, v in zip(table["metric"], table[column])]
     table["paper reported"] = [_paper_value(references, r) for r in table.itertuples()]
     table = table.rename(columns={"input_scaling": "scaling", "nfe": "NFE", "n_samples": "samples",
                                   "reference_set": "reference set"})

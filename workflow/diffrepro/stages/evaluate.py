@@ -8,9 +8,10 @@ import numpy as np
 
 from ..config import config_hash
 from ..data import load_split, resample
-from ..features import FMNIST_CLASSIFIER, Extractor
+from ..features import FMNIST_CLASSIFIER, Extractor, quantize_to_uint8
 from ..metrics import compute_metrics
-from ..metrics_table import rows_for
+from ..metrics_table import PIXELS, rows_for
+from ..pixel_stats import pixel_statistics
 from ..scalings import misread
 from . import parse_stage_args, run_stage, stage_parser
 
@@ -40,6 +41,14 @@ def run_of(meta: dict) -> dict:
     return {**spec["run"], "sampler": spec["sampler"]["label"],
             "sampler_name": spec["sampler"]["name"], "steps": spec["sampler"]["steps"], "nfe": meta["nfe"],
             "seed": spec["seed"], "config_hash": config_hash(training)}
+
+
+def pixel_rows(images, reference_path) -> list:
+    """The set's pixel sanity rows (pixel_stats) against the reference file's pixels."""
+    with np.load(reference_path) as reference:
+        stats = pixel_statistics(quantize_to_uint8(images), reference["pixels"])
+    return [{"extractor": PIXELS, "library": "scipy", "metric": metric, "value": value, "n_samples": len(images)}
+            for metric, value in stats.items()]
 
 
 def sample_run(path):
@@ -77,7 +86,7 @@ def main(argv=None):
         run["sampler"] += "_range_bug"
     rows = compute_metrics(images, args.reference, extractor, kid_subset_size=min(fid["kid_subset_size"], len(images)),
                            kid_subsets=fid["kid_subsets"], seed=run["seed"], name=name, **checks)
-    table = rows_for({**run, "reference_set": reference_set_name(args.reference)}, rows)
+    table = rows_for({**run, "reference_set": reference_set_name(args.reference)}, rows + pixel_rows(images, args.reference))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".part")

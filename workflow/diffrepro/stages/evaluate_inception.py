@@ -11,7 +11,7 @@ from ..io import atomic_path
 from ..metrics import compute_metrics
 from ..metrics_table import rows_for
 from . import parse_stage_args, run_stage, stage_parser
-from .evaluate import load_samples, run_of
+from .evaluate import load_samples, pixel_rows, run_of
 
 
 def main(argv=None):
@@ -31,7 +31,7 @@ def main(argv=None):
                            kid_subset_size=min(fid["kid_subset_size"], len(images)), kid_subsets=fid["kid_subsets"],
                            seed=run["seed"], name=args.samples, image_shape=images.shape[1:])
     with atomic_path(args.out) as tmp:
-        rows_for({**run, "reference_set": reference_set}, rows).to_csv(tmp, index=False)
+        rows_for({**run, "reference_set": reference_set}, rows + pixel_rows(images, args.reference)).to_csv(tmp, index=False)
 
 
 if __name__ == "__main__":

@@ -238,6 +238,10 @@ Every number below is derived from `results/{args.scale}/metrics.csv` and `claim
 - Seeds: where a table shows several, seed k is an independent replicate (network trained with seed k,
   samples drawn with seed k); ± is the standard deviation over replicates.
 - Each FID and KID is computed twice on the same features, by torch-fidelity and by clean-fid.
+- Pixel sanity, next to each FID: "pixel W1" is the Wasserstein-1 distance between the set's and the
+  reference set's pixel-intensity histograms (0 = the same histogram, 1 = black vs white); "bright pixels"
+  is the share of pixels at 250/255 or above (the real-data rows below give both for real images).
+  A set with tens of percent bright pixels has diverged (saturated speckle), whatever its FID says.
 - Real-data floor (the same number of *training* images scored against the test split; no model can be
   expected to beat it at this sample count):
 
