@@ -15,9 +15,10 @@ from ..pixel_stats import pixel_statistics
 from ..scalings import misread
 from . import parse_stage_args, run_stage, stage_parser
 
-def reference_set_name(reference_path) -> str:
+def read_reference_set(reference_path) -> tuple:
+    """(name of the reference set, its uint8 pixels) from the reference file."""
     with np.load(reference_path) as f:
-        return f"fashion_mnist_test_{len(f['features'])}"
+        return f"fashion_mnist_test_{len(f['features'])}", f["pixels"]
 
 
 def load_samples(path):
@@ -43,10 +44,9 @@ def run_of(meta: dict) -> dict:
             "seed": spec["seed"], "config_hash": config_hash(training)}
 
 
-def pixel_rows(images, reference_path) -> list:
-    """The set's pixel sanity rows (pixel_stats) against the reference file's pixels."""
-    with np.load(reference_path) as reference:
-        stats = pixel_statistics(quantize_to_uint8(images), reference["pixels"])
+def pixel_rows(images, reference_pixels) -> list:
+    """The set's pixel sanity rows (pixel_stats) against the reference set's uint8 pixels."""
+    stats = pixel_statistics(quantize_to_uint8(images), reference_pixels)
     return [{"extractor": PIXELS, "library": "scipy", "metric": metric, "value": value, "n_samples": len(images)}
             for metric, value in stats.items()]
 
@@ -86,7 +86,8 @@ def main(argv=None):
         run["sampler"] += "_range_bug"
     rows = compute_metrics(images, args.reference, extractor, kid_subset_size=min(fid["kid_subset_size"], len(images)),
                            kid_subsets=fid["kid_subsets"], seed=run["seed"], name=name, **checks)
-    table = rows_for({**run, "reference_set": reference_set_name(args.reference)}, rows + pixel_rows(images, args.reference))
+    reference_set, reference_pixels = read_reference_set(args.reference)
+    table = rows_for({**run, "reference_set": reference_set}, rows + pixel_rows(images, reference_pixels))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".part")

@@ -26,12 +26,12 @@ def main(argv=None):
     images, meta = load_samples(args.samples)
     run, dataset = run_of(meta), dataset_of(meta["spec"]["training"]).name
     with np.load(args.reference) as reference:
-        reference_set = f"{dataset}_train_{len(reference['pixels'])}"
+        reference_set, reference_pixels = f"{dataset}_train_{len(reference['pixels'])}", reference["pixels"]
     rows = compute_metrics(images, args.reference, Extractor(INCEPTION, args.weights),
                            kid_subset_size=min(fid["kid_subset_size"], len(images)), kid_subsets=fid["kid_subsets"],
                            seed=run["seed"], name=args.samples, image_shape=images.shape[1:])
     with atomic_path(args.out) as tmp:
-        rows_for({**run, "reference_set": reference_set}, rows + pixel_rows(images, args.reference)).to_csv(tmp, index=False)
+        rows_for({**run, "reference_set": reference_set}, rows + pixel_rows(images, reference_pixels)).to_csv(tmp, index=False)
 
 
 if __name__ == "__main__":
