@@ -191,6 +191,49 @@ def test_ddim_eta1_trajectory_equals_ddpm_small():
     assert torch.allclose(a, b, rtol=1e-9, atol=1e-9)
 
 
+def test_ddim_eta1_with_clipping_equals_ddpm_small_with_clipping():
+    """DDPM's step is the posterior mean of (clipped x0_hat, x_t). DDIM with eta = 1 takes the same
+    step only when its eps is the one the clipped x0_hat implies; keeping the network's eps next to
+    the clipped x0_hat (diffusers' default) leaves the chain. A denoiser that overshoots the data
+    range ([-0.2, 0.2] here) makes clipping bite on every step."""
+    grid = S.SCHEDULES["linear_beta"]().sampling_sigmas(25)
+    x = start_from_marginal(32, grid[0])
+    overshooting = lambda x_, s: 3.0 * gaussian_denoiser()(x_, s)
+    clip = (-0.2, 0.2)
+    ddpm = M.ddpm_ancestral(overshooting, x, grid, variance="small", clip_x0=clip,
+                            generator=torch.Generator().manual_seed(5))
+    ddim = M.ddim(overshooting, x, grid, eta=1.0, clip_x0=clip, generator=torch.Generator().manual_seed(5))
+    assert torch.allclose(ddim, ddpm, rtol=1e-9, atol=1e-9)
+    raw_eps = M.ddim(overshooting, x, grid, eta=1.0, clip_x0=clip, eps_from_clipped_x0=False,
+                     generator=torch.Generator().manual_seed(5))
+    assert (raw_eps - ddpm).abs().max() > 1e-2
+
+
+def test_clipping_that_does_not_bite_leaves_ddim_unchanged():
+    grid = S.SCHEDULES["linear_beta"]().sampling_sigmas(10)
+    x = start_from_marginal(16, grid[0])
+    unclipped = M.ddim(gaussian_denoiser(), x, grid, eta=0.0)
+    for rederive in (True, False):
+        clipped = M.ddim(gaussian_denoiser(), x, grid, eta=0.0, clip_x0=(-1e6, 1e6), eps_from_clipped_x0=rederive)
+        assert torch.allclose(clipped, unclipped, rtol=1e-12, atol=1e-12)
+
+
+def test_tfree_eps_from_clipped_x0_is_consistent_with_the_state():
+    """Step onto a level where the t-free DDIM step with eta = 0 and exact abar equals DDIM's:
+    with eps re-derived from the clipped x0_hat both samplers agree under clipping."""
+    grid = S.SCHEDULES["linear_beta"]().sampling_sigmas(10)
+    x = start_from_marginal(16, grid[0])
+    overshooting = lambda x_, s: 3.0 * gaussian_denoiser()(x_, s)
+    clip = (-0.2, 0.2)
+    tfree = M.tfree_ddim(overshooting, x, grid, eta=0.0, clip_x0=clip)
+    ddim = M.ddim(overshooting, x, grid, eta=0.0, clip_x0=clip)
+    assert torch.allclose(tfree, ddim, rtol=1e-9, atol=1e-9)
+    tfree_raw = M.tfree_ddim(overshooting, x, grid, eta=0.0, clip_x0=clip, eps_from_clipped_x0=False)
+    ddim_raw = M.ddim(overshooting, x, grid, eta=0.0, clip_x0=clip, eps_from_clipped_x0=False)
+    assert torch.allclose(tfree_raw, ddim_raw, rtol=1e-9, atol=1e-9)
+    assert (tfree_raw - tfree).abs().max() > 1e-2
+
+
 def test_deterministic_limits_of_stochastic_samplers():
     x = start_from_marginal(16, 80.0)
     grid = S.edm_sigmas(10)

@@ -145,6 +145,21 @@ def test_ddim_eta1_same_noise():
     assert_trajectories_match(ours, theirs, rtol=1e-12)
 
 
+@pytest.mark.parametrize("use_clipped_model_output", [False, True])
+def test_ddim_clipped_x0_variants(use_clipped_model_output):
+    """diffusers' clip_sample keeps the network's eps next to the clipped x0 unless
+    use_clipped_model_output re-derives it: our eps_from_clipped_x0 False / True."""
+    scheduler = diffusers.DDIMScheduler(timestep_spacing="trailing", clip_sample=True, clip_sample_range=0.3)
+    scheduler.set_timesteps(20)
+    x_vp = noise()
+    theirs, sigmas = run_vp_scheduler(in_float64(scheduler), x_vp, "epsilon", eta=1.0,
+                                      use_clipped_model_output=use_clipped_model_output,
+                                      generator=torch.Generator().manual_seed(7))
+    ours = our_states("ddim", x_vp * (1 + sigmas[0] ** 2).sqrt(), sigmas, eta=1.0, clip_x0=(-0.3, 0.3),
+                      eps_from_clipped_x0=use_clipped_model_output, generator=torch.Generator().manual_seed(7))
+    assert_trajectories_match(ours, theirs, rtol=1e-9)
+
+
 @pytest.mark.parametrize("variance, steps", [("small", 20), ("large", 1000)])
 def test_ddpm_ancestral_same_noise(variance, steps):
     scheduler = diffusers.DDPMScheduler(timestep_spacing="trailing", clip_sample=False,

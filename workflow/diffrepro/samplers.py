@@ -80,13 +80,19 @@ def ddpm_ancestral(denoiser, x, sigmas, *, generator=None, variance="large", cli
 
 
 def ddim(denoiser, x, sigmas, *, generator=None, eta=0.0, sigma_hat=False, clip_x0=None,
-         progress=False, callback=None):
+         eps_from_clipped_x0=True, progress=False, callback=None):
     """DDIM (Song 2021 Eq. 12) driven by sigmas. eta = 0 is deterministic (and equals Euler in the
     sigma-frame); eta = 1 matches the DDPM posterior. ``sigma_hat=True`` is the paper's sigma_hat
     run: its noise sqrt(1 - a/a') exceeds sqrt(1 - a') near the end, where Eq. 12 has no real
     coefficient, so (as in the DDIM authors' code) the step is the posterior mean with variance
-    beta of the sub-sampled chain, i.e. ``ddpm_ancestral(variance='large')``. ``clip_x0`` clips
-    x0_hat while the direction term keeps the network's own eps (as the course's DDIM did)."""
+    beta of the sub-sampled chain, i.e. ``ddpm_ancestral(variance='large')``.
+
+    ``clip_x0=(lo, hi)`` clips x0_hat; with ``eps_from_clipped_x0`` (the default) the direction
+    term uses the eps that the clipped x0_hat implies for the current x, so the step is built
+    from (clipped x0_hat, x) exactly as DDPM's posterior step is, and eta = 1 equals
+    ``ddpm_ancestral(variance='small')``. ``eps_from_clipped_x0=False`` keeps the network's own
+    eps next to the clipped x0_hat (diffusers' DDIMScheduler default, the course's DDIM): that
+    step no longer matches the state it starts from."""
     if sigma_hat:
         return ddpm_ancestral(denoiser, x, sigmas, generator=generator, variance="large",
                               clip_x0=clip_x0, progress=progress, callback=callback)
@@ -95,8 +101,8 @@ def ddim(denoiser, x, sigmas, *, generator=None, eta=0.0, sigma_hat=False, clip_
         raise ValueError("DDIM runs on an increasing grid (encoding) only with eta = 0")
     for i, (s, s_next) in _steps(levels, progress):
         denoised = _denoise(denoiser, x, s)
-        eps = (x - denoised) / s
         x0 = _clip(denoised, clip_x0)
+        eps = (x - (x0 if eps_from_clipped_x0 else denoised)) / s
         a, a_next = alpha_bar_from_sigma(s), alpha_bar_from_sigma(s_next)
         # Song 2021 Eq. 16: sigma_tau(eta); zero when eta = 0 (also on an increasing grid)
         noise_std = eta * math.sqrt((1 - a_next) / (1 - a) * (1 - a / a_next)) if eta > 0 else 0.0
@@ -116,8 +122,9 @@ def clamp_to_median(alpha_bar, factor=2.0):
 
 
 def tfree_ddim(denoiser, x, sigmas, *, generator=None, noise_level_predictor=None, eta=1.0,
-               clamp_median=True, clip_x0=(-2.0, 2.0), progress=False, callback=None):
-    """The fast.ai course's t-free DDIM step (REFERENCE Sec. 0).
+               clamp_median=True, clip_x0=(-2.0, 2.0), eps_from_clipped_x0=True, progress=False,
+               callback=None):
+    """The fast.ai course's t-free DDIM step (lesson 22; docs/papers.md §0).
 
     The network never sees the noise level, so the denoiser is called at the *scheduled* sigma,
     which for a wrapped eps-network makes eps_hat = (x - D(x, sigma)) / sigma its output exactly.
@@ -126,7 +133,9 @@ def tfree_ddim(denoiser, x, sigmas, *, generator=None, noise_level_predictor=Non
     scheduled one in x0_hat = (x_vp - sqrt(1 - abar) eps_hat) / sqrt(abar), which is clamped to
     ``clip_x0``. With no predictor the scheduled abar is used (the course's naive baseline).
     Re-noising goes to the scheduled next abar with DDIM's sigma(eta) from the schedule, set to 0
-    when within 0.01 of the remaining variance 1 - a'. The course's default is eta = 1."""
+    when within 0.01 of the remaining variance 1 - a'. The course's default is eta = 1.
+    ``eps_from_clipped_x0`` as in ``ddim``: the direction term uses the eps that the clipped
+    x0_hat implies for x_vp under the abar that formed x0_hat (the course kept the network's eps)."""
     levels = _levels(sigmas)
     for i, (s, s_next) in _steps(levels, progress):
         eps = (x - _denoise(denoiser, x, s)) / s
@@ -137,6 +146,8 @@ def tfree_ddim(denoiser, x, sigmas, *, generator=None, noise_level_predictor=Non
             abar = noise_level_predictor(x_vp).reshape(-1).to(x)
             abar = (clamp_to_median(abar) if clamp_median else abar).reshape(-1, *([1] * (x.ndim - 1)))
         x0 = _clip((x_vp - (1 - abar) ** 0.5 * eps) / abar ** 0.5, clip_x0)
+        if eps_from_clipped_x0 and clip_x0 is not None:
+            eps = (x_vp - abar ** 0.5 * x0) / (1 - abar) ** 0.5
         noise_std = eta * math.sqrt((1 - a_next) / (1 - a) * (1 - a / a_next))  # Song 2021 Eq. 16
         if 1 - a_next <= noise_std ** 2 + 0.01:
             noise_std = 0.0
