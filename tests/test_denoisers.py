@@ -410,3 +410,17 @@ def test_learned_log_variance_head_is_the_last_c_channels(cls, gen):
     torch.testing.assert_close(kernel.x0_hat, x0)
     with pytest.raises(ValueError, match="variance"):
         cls(Spy(), ab, variance="fixed")
+
+
+def test_fixed_variances_follow_ddpm_including_the_first_step():
+    """'large' is beta_t except at t = 1, where (as DDPM's code) the decoder uses beta_tilde_2;
+    'small' is beta_tilde_t with beta_tilde_1 = 0 replaced by beta_tilde_2."""
+    ab = linear_alpha_bars()
+    betas = 1 - ab / torch.cat([ab.new_ones(1), ab[:-1]])
+    tilde = (1 - ab[:-1]) / (1 - ab[1:]) * betas[1:]  # beta_tilde_t for t = 2..T
+    d = DiscreteVP(lambda x, t: x, ab, "eps")
+    like = torch.zeros(len(ab), 1, dtype=torch.float64)
+    i = torch.arange(len(ab))
+    large, small = d.fixed_log_var("large", i, like).exp()[:, 0], d.fixed_log_var("small", i, like).exp()[:, 0]
+    assert torch.allclose(large[1:], betas[1:], rtol=1e-12) and large[0] == pytest.approx(float(tilde[0]), rel=1e-12)
+    assert torch.allclose(small[1:], tilde, rtol=1e-12) and small[0] == pytest.approx(float(tilde[0]), rel=1e-12)

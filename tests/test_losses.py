@@ -207,11 +207,12 @@ def test_vlb_of_the_exact_posterior_is_prior_plus_decoder(gen):
 
 def offset_model_terms(ab, x0, delta):
     """Closed form of each bound term (nats/dim) for eps_hat = eps + delta with variance beta:
-    x0_hat = x0 - sigma delta, so the mean is off the true posterior mean by coef_x0 sigma delta."""
+    x0_hat = x0 - sigma delta, so the mean is off the true posterior mean by coef_x0 sigma delta.
+    The decoder (t = 1) has variance beta_tilde_2, as in DDPM's code."""
     beta, beta_tilde, coef_x0 = hand_chain(ab)
     sigma = grid_sigmas(ab)
     kl = 0.5 * (beta.log() - beta_tilde.log() + beta_tilde / beta + (coef_x0 * sigma * delta) ** 2 / beta - 1)
-    nll = decoder_nats(x0, x0 - sigma[0] * delta, beta[0].sqrt())
+    nll = decoder_nats(x0, x0 - sigma[0] * delta, beta_tilde[0].sqrt())
     return kl, nll
 
 

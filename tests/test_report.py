@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from diffrepro import figures
-from diffrepro.reporting import claims_front, library_agreement, metric_table, paper_table
-from diffrepro.stages.report import Report, job_times, sample_grids
+from diffrepro.reporting import claims_front, library_agreement, metric_table, model_rows, paper_table
+from diffrepro.stages.report import Report, job_times, paper_section, sample_grids
 
 
 def rows(values, library="clean-fid", metric="fid", sampler="heun", steps=10):
@@ -94,3 +94,25 @@ def test_sample_grid_shows_the_best_set_that_has_samples(tmp_path):
         np.savez(folder / "seed0.npz", images=np.zeros((4, 1, 8, 8), np.float32))
     lines = sample_grids(Report(tmp_path / "report"), metrics, samples, "p")
     assert len(lines) == 1 and "euler 50 steps, FID 30.0" in lines[0]
+
+
+def test_paper_section_lists_its_deviations_under_its_table_at_their_scales(tmp_path):
+    rep = {"title": "T", "citation": "C", "reference": [], "deviations": [
+        {"what": "a 1M-param UNet", "why": "a CPU budget", "effect": "higher FID", "scales": ["quick"]},
+        {"what": "Fashion-MNIST, not CIFAR-10", "why": "no GPU needed", "effect": "FIDs not comparable\nin value"}]}
+    metrics = rows([10.0, 12.0])
+    claims = pd.DataFrame(columns=["paper", "text", "holds", "ours", "compared_with", "reference", "evidence"])
+
+    def section(scale, deviations=rep["deviations"]):
+        return paper_section(Report(tmp_path / scale), "p", {**rep, "deviations": deviations}, scale, claims, metrics,
+                             figures.fid_rows(model_rows(metrics)), None, tmp_path / "samples", "replications/p.yaml")
+
+    quick = section("quick")
+    assert "Deviations from the paper at scale `quick` (`deviations:` in `replications/p.yaml`):" in quick
+    assert quick.index("| experiment") < quick.index("Deviations") < quick.index("![p: FID vs NFE]")
+    assert "- **a 1M-param UNet** — why: a CPU budget — expected effect: higher FID" in quick
+    assert "- **Fashion-MNIST, not CIFAR-10** — why: no GPU needed — expected effect: FIDs not comparable in value" in quick
+    smoke = section("smoke")  # the quick-only entry is left out; the every-scale one stays
+    assert "1M-param" not in smoke and "**Fashion-MNIST, not CIFAR-10**" in smoke
+    assert "Deviations from the paper at scale `paper` (`deviations:` in `replications/p.yaml`): none." in section(
+        "paper", rep["deviations"][:1])

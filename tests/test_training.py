@@ -77,3 +77,41 @@ def test_paper_settings_reach_only_the_paper_scale_training_specs(tmp_path):
             assert "hflip" not in edm  # EDM's own augmentation is not built; no flip in its place
         else:
             assert not {"lr_decay", "hflip"} & (ddpm.keys() | edm.keys())
+
+
+def test_ema_decay_is_the_half_life_in_images_and_ramps_up_with_images_seen():
+    from diffrepro.training import ema_decay
+    assert ema_decay(64, 5000) == pytest.approx(0.5 ** (64 / 5000))
+    assert ema_decay(64, 0) == 0.0
+    # EDM's ramp-up: half-life capped at 5% of the images seen, so the first step keeps
+    # 0.5^(1 / 0.05) of the initial weights and late steps use the full half-life
+    assert ema_decay(64, 5000, images_seen=64, rampup_ratio=0.05) == pytest.approx(0.5 ** 20)
+    assert ema_decay(64, 5000, images_seen=10 ** 6, rampup_ratio=0.05) == pytest.approx(0.5 ** (64 / 5000))
+
+
+def test_ramp_up_leaves_no_trace_of_the_initial_weights():
+    """Share of the initial weights in the average after the quick scale's 500 steps of 64 images
+    with a 5,000-image half-life: prod of the decays. 0.5^(32000/5000) = 1.2% without the ramp-up."""
+    from diffrepro.training import ema_decay
+    without = math.prod(ema_decay(64, 5000) for _ in range(500))
+    ramped = math.prod(ema_decay(64, 5000, (k + 1) * 64, 0.05) for k in range(500))
+    assert without == pytest.approx(0.5 ** 6.4)
+    assert ramped < 1e-6
+
+
+def test_training_ema_tracks_the_trained_weights_with_ramp_up():
+    """A 1x1 conv trained to the identity from a distant start: with a half-life far longer than
+    the run, the plain EMA stays near the initial weights; with the ramp-up it follows training."""
+    data = torch.rand(64, 1, 4, 4)
+    cfg = {"steps": 60, "batch_size": 8, "lr": 5e-2, "seed": 0, "ema_halflife_images": 1e6}
+    loss = lambda d, x0, sigma, noise: ((d(x0 + sigma[:, None, None, None] * noise) - x0) ** 2).mean()
+
+    def run(**changes):
+        torch.manual_seed(1)
+        return train(torch.nn.Conv2d(1, 1, 1), _Schedule(), loss, data, {**cfg, **changes}, progress=False)[0]
+
+    torch.manual_seed(1)
+    init = torch.nn.Conv2d(1, 1, 1).weight.detach().clone()
+    plain, ramped, raw = run(ema_rampup_ratio=0.0), run(), run(ema_halflife_images=0)  # default ramp-up: 0.05
+    assert torch.allclose(plain["weight"], init, atol=1e-3)
+    assert (ramped["weight"] - raw["weight"]).abs().max() < 0.3 * (init - raw["weight"]).abs().max()

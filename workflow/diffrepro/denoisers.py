@@ -209,6 +209,8 @@ class DiscreteChain(nn.Module):
         self.register_buffer("coef_xt", (1 - betas).sqrt() * (1 - prev) / (1 - alpha_bars))
         # beta_tilde_1 = 0; as in improved DDPM its log is clipped to beta_tilde_2
         self.register_buffer("log_var_tilde", torch.cat([var_tilde[1:2], var_tilde[1:]]).log())
+        # DDPM's code ("fixedlarge") also uses beta_tilde_2, not beta_1, for the t = 1 decoder term
+        self.register_buffer("log_var_large", torch.cat([var_tilde[1:2], betas[1:]]).log())
 
     @property
     def num_steps(self):
@@ -232,7 +234,7 @@ class DiscreteChain(nn.Module):
     def fixed_log_var(self, kind, i, like):
         # DDPM §3.2: sigma_t^2 = beta_t ("large") or beta_tilde_t ("small")
         if kind == "large":
-            return self._at("betas", i, like).log().expand_as(like)
+            return self._at("log_var_large", i, like).expand_as(like)
         if kind == "small":
             return self._at("log_var_tilde", i, like).expand_as(like)
         raise ValueError(f"unknown fixed variance {kind!r}; allowed: ('large', 'small')")

@@ -118,6 +118,24 @@ def reference_rows(references: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def deviations_at(deviations: list, scale: str) -> list:
+    """The entries of a replication's `deviations:` that apply at `scale` (no `scales`: every scale)."""
+    return [d for d in deviations if scale in d.get("scales", (scale,))]
+
+
+def deviations_markdown(deviations: list, scale: str, source: str) -> str:
+    """A paper's deviations from its protocol at `scale`, one list item each: what, why, expected effect."""
+    def flat(text):
+        return " ".join(str(text).split())
+
+    shown = deviations_at(deviations, scale)
+    head = f"Deviations from the paper at scale `{scale}` (`deviations:` in `{source}`)"
+    if not shown:
+        return head + ": none."
+    items = [f"- **{flat(d['what'])}** — why: {flat(d['why'])} — expected effect: {flat(d['effect'])}" for d in shown]
+    return "\n".join([head + ":", "", *items])
+
+
 def git_revision() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)

@@ -1,5 +1,5 @@
 """The training loop shared by every diffusion experiment: warmup + cosine (or constant) LR, optional h-flip, gradient
-clipping, EMA with a half-life in images, resumable checkpoints, and a loss log.
+clipping, EMA with a half-life in images and EDM's ramp-up, resumable checkpoints, and a loss log.
 
 Resuming: a checkpoint holds the model, optimizer, EMA, data order + cursor, the loss log and
 every RNG state (torch, numpy, python, the training generator), all as tensors and plain
@@ -55,9 +55,19 @@ def random_hflip(x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], x0.flip(-1), x0)
 
 
-def ema_decay(batch_size: int, halflife_images: float) -> float:
-    # EDM (Karras 2022) specifies EMA by the half-life in images seen.
-    return 0.5 ** (batch_size / halflife_images) if halflife_images > 0 else 0.0
+def ema_decay(batch_size: int, halflife_images: float, images_seen: float = math.inf,
+              rampup_ratio: float = 0.0) -> float:
+    """Per-step EMA decay for a half-life given in images seen (Karras 2022, App. F.3).
+
+    With `rampup_ratio` r > 0 the half-life is capped at r * images_seen (EDM's training code
+    uses r = 0.05), so the average forgets the random initial weights early on instead of
+    carrying 0.5^(images / half-life) of them to the end of a short run.
+    """
+    if halflife_images <= 0:
+        return 0.0
+    if rampup_ratio > 0:
+        halflife_images = min(halflife_images, rampup_ratio * images_seen)
+    return 0.5 ** (batch_size / max(halflife_images, 1e-8))
 
 
 def seed_everything(seed: int) -> None:
@@ -123,7 +133,7 @@ def train(denoiser, schedule, loss_fn, data: torch.Tensor, cfg: dict, *, checkpo
     warmup, clip = cfg.get("warmup", 0), cfg.get("grad_clip")
     lr_decay, hflip = cfg.get("lr_decay", "cosine"), cfg.get("hflip", False)
     every = cfg.get("checkpoint_every", steps)
-    decay = ema_decay(batch, cfg.get("ema_halflife_images", 0))
+    halflife, rampup = cfg.get("ema_halflife_images", 0), cfg.get("ema_rampup_ratio", 0.05)
     generator = torch.Generator().manual_seed(cfg["seed"])
     seed_everything(cfg["seed"])  # dropout and anything else drawing from the global RNGs
     performance = performance or Performance(device="cpu")
@@ -133,7 +143,7 @@ def train(denoiser, schedule, loss_fn, data: torch.Tensor, cfg: dict, *, checkpo
     print(f"training on {device}: {performance}", file=sys.stderr)
 
     opt = torch.optim.Adam(denoiser.parameters(), lr=peak)
-    ema = copy.deepcopy(denoiser).requires_grad_(False) if decay > 0 else None
+    ema = copy.deepcopy(denoiser).requires_grad_(False) if halflife > 0 else None
     compile_module(denoiser, performance)  # after the EMA copy, which is averaged, never called
     start, log, order, cursor = 0, [], None, 0
     ck = _resume(checkpoint_path, describe)
@@ -173,6 +183,7 @@ def train(denoiser, schedule, loss_fn, data: torch.Tensor, cfg: dict, *, checkpo
             torch.nn.utils.clip_grad_norm_(denoiser.parameters(), clip)
         opt.step()
         if ema is not None:
+            decay = ema_decay(batch, halflife, (step + 1) * batch, rampup)
             with torch.no_grad():
                 for pe, p in zip(ema.parameters(), denoiser.parameters()):
                     pe.lerp_(p, 1 - decay)

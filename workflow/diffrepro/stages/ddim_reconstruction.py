@@ -2,7 +2,8 @@
 
 With eta = 0 DDIM is an ODE integrator, so running it up the sigma grid encodes an image into
 noise and running it down decodes it; the error falls as steps grow (0.014 at S=10 to 1e-4 at
-S >= 500 on CIFAR-10 in the paper). Error is the per-pixel MSE in the model's data space.
+S >= 500 on CIFAR-10 in the paper). Error is the per-pixel MSE with pixels in [0, 1], the
+paper's units (in a model's [-1, 1] space the same error reads 4 times larger).
 """
 
 import json
@@ -21,12 +22,13 @@ from . import parse_stage_args, run_stage, stage_parser
 
 
 @torch.no_grad()
-def reconstruction_mse(denoiser, x0, sigmas) -> float:
-    """Encode x0 from the smallest nonzero level up the grid, decode back down to sigma = 0."""
+def reconstruction_mse(denoiser, x0, sigmas, to_image=lambda x: x) -> float:
+    """Encode x0 from the smallest nonzero level up the grid, decode back down to sigma = 0;
+    the MSE of to_image(decoded) against to_image(x0)."""
     up = sigmas[:-1].flip(0)
     noise = ddim(denoiser, x0.clone(), up, eta=0.0)
     decoded = ddim(denoiser, noise, sigmas, eta=0.0)
-    return float((decoded - x0).pow(2).mean())
+    return float((to_image(decoded) - to_image(x0)).pow(2).mean())
 
 
 def main(argv=None):
@@ -42,12 +44,14 @@ def main(argv=None):
     training = model_file["spec"]
     schedule, denoiser = load_model(model_file)
     images, _ = load_split(args.data, "test", training["resolution"], settings["n_images"])
-    x0 = torch.from_numpy(get_scaling(training["input_scaling"]).to_model(images))
+    scaling = get_scaling(training["input_scaling"])
+    x0 = torch.from_numpy(scaling.to_model(images))
     run = {**run, "sampler": "ddim_eta0_encode_decode", "sampler_name": "ddim", "seed": 0,
            "reference_set": f"{dataset_of(training).name}_test", "config_hash": config_hash(training)}
     rows = [{"steps": steps, "nfe": 2 * steps, "n_samples": settings["n_images"], "extractor": "none",
              "library": "none", "metric": "reconstruction_mse",
-             "value": reconstruction_mse(denoiser, x0, sampling_sigmas(schedule, steps, {}).float())}
+             "value": reconstruction_mse(denoiser, x0, sampling_sigmas(schedule, steps, {}).float(),
+                                         scaling.to_image)}
             for steps in settings["steps"]]
     table = rows_for(run, rows)
     with atomic_path(args.out) as tmp:

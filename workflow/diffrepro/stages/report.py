@@ -17,8 +17,8 @@ import pandas as pd
 from .. import figures
 from ..config import load_replications
 from ..features import INCEPTION, available_extractors
-from ..reporting import (REAL, claims_front, git_revision, library_agreement, machine, markdown,
-                         metric_table, model_rows, paper_table, reference_rows)
+from ..reporting import (REAL, claims_front, deviations_markdown, git_revision, library_agreement, machine,
+                         markdown, metric_table, model_rows, paper_table, reference_rows)
 from . import run_stage
 
 GRID_IMAGES = 64
@@ -131,6 +131,30 @@ def losses_frame(loss_files: list, results: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def paper_section(report: Report, paper: str, rep: dict, scale: str, claims: pd.DataFrame, metrics: pd.DataFrame,
+                  fid: pd.DataFrame, floor, samples_dir: Path, source: str) -> str:
+    """One paper's section of the README: its claims, our numbers against its own, the deviations from
+    its protocol that apply at this scale (`deviations:` in its replication file, `source`), FID vs NFE
+    and a sample grid per model."""
+    lines = [f"## {paper}: {rep['title']}", "", f"_{rep['citation']}_", ""]
+    paper_claims = claims[claims["paper"] == paper]
+    if len(paper_claims):
+        lines += [markdown(claims_front(paper_claims).drop(columns=["paper"])), ""]
+    table = paper_table(metrics, paper, rep.get("reference", []))
+    if len(table):
+        report.table(table, f"{paper}.csv")
+        lines += ["Ours (mean ± sd over seeds; FID by clean-fid, the same as torch-fidelity's: see the "
+                  "library agreement table):", "", markdown(table), ""]
+    lines += [deviations_markdown(rep.get("deviations", []), scale, source), ""]
+    paper_fid = fid[fid["paper"] == paper]
+    if len(paper_fid):
+        name = figure_name(paper, "fid_vs_nfe")
+        figures.fid_vs_nfe(paper_fid, report.figure(name), floor, title=paper)
+        lines += [report.image(name, f"{paper}: FID vs NFE"), ""]
+    lines += sample_grids(report, paper_fid, samples_dir, paper)
+    return "\n".join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--metrics", required=True)
@@ -168,25 +192,9 @@ def main(argv=None):
     floor_rows = metrics[(metrics["paper"] == REAL) & (metrics["metric"] == "fid")]
     floor = float(floor_rows["value"].mean()) if len(floor_rows) else None
 
-    sections = []
-    for paper in sorted(replications):
-        rep = replications[paper]
-        lines = [f"## {paper}: {rep['title']}", "", f"_{rep['citation']}_", ""]
-        paper_claims = claims[claims["paper"] == paper]
-        if len(paper_claims):
-            lines += [markdown(claims_front(paper_claims).drop(columns=["paper"])), ""]
-        table = paper_table(metrics, paper, references.get(paper, []))
-        if len(table):
-            report.table(table, f"{paper}.csv")
-            lines += ["Ours (mean ± sd over seeds; FID by clean-fid, the same as torch-fidelity's: see the "
-                      "library agreement table):", "", markdown(table), ""]
-        paper_fid = fid[fid["paper"] == paper]
-        if len(paper_fid):
-            name = figure_name(paper, "fid_vs_nfe")
-            figures.fid_vs_nfe(paper_fid, report.figure(name), floor, title=paper)
-            lines += [report.image(name, f"{paper}: FID vs NFE"), ""]
-        lines += sample_grids(report, paper_fid, results / "samples", paper)
-        sections.append("\n".join(lines))
+    sections = [paper_section(report, paper, replications[paper], args.scale, claims, metrics, fid, floor,
+                              results / "samples", f"{Path(args.replications).name}/{paper}.yaml")
+                for paper in sorted(replications)]
 
     extra = []
     if len(fid):
