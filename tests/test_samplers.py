@@ -351,3 +351,25 @@ def test_sampler_options_clip_x0_maps_to_the_data_range_or_off():
     assert sampler_options(spec(True), "unit")["clip_x0"] == (0.0, 1.0)
     assert sampler_options(spec(False), "centered")["clip_x0"] is None
     assert "clip_x0" not in sampler_options({"name": "tfree_ddim", "options": {"eta": 1.0}}, "centered")
+
+
+def test_round_to_levels_snaps_an_edm_grid_to_the_discrete_levels():
+    from diffrepro.build import sampling_sigmas
+    schedule = S.SCHEDULES["linear_beta"]()
+    grid = sampling_sigmas(schedule, 18, {"spacing": "edm", "round_to_levels": True})
+    free = sampling_sigmas(schedule, 18, {"spacing": "edm"})
+    levels = set(schedule.sigmas.tolist())
+    assert grid[-1].item() == 0 and all(s in levels for s in grid[:-1].tolist())
+    assert grid[0].item() == min(levels, key=lambda level: abs(level - 80.0))  # EDM's sigma_max
+    # each snapped level is the nearest one to the free grid's value
+    for s, f in zip(grid[:-1].tolist(), free[:-1].tolist()):
+        assert abs(s - f) == min(abs(level - f) for level in levels)
+    with pytest.raises(ValueError, match="discrete"):
+        sampling_sigmas(S.SCHEDULES["chen_cosine"](), 5, {"spacing": "edm", "round_to_levels": True})
+
+
+def test_an_inference_schedule_places_the_grid_in_the_same_input_scale():
+    from diffrepro.build import sampling_sigmas
+    trained = S.InputScaledSchedule(S.SCHEDULES["chen_sigmoid"](), 0.5)
+    grid = sampling_sigmas(trained, 10, {"schedule": {"name": "chen_cosine"}})
+    assert torch.allclose(grid, S.SCHEDULES["chen_cosine"]().sampling_sigmas(10) / 0.5, rtol=1e-12)

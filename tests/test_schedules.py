@@ -140,6 +140,22 @@ def test_quadratic_grid():
     assert taus[50].item() == 260  # floor(0.1 * 51^2) = 260, far from the pushed-up start
 
 
+def test_strided_grids_are_the_ddim_codes_0_based_strides():
+    # range(0, 1000, 100) in 0-based t is 1, 101, ..., 901 here (1-based): no level at T
+    assert S.strided_timesteps(1000, 10).tolist() == list(range(1, 1000, 100))
+    assert S.strided_timesteps(1000, 3).tolist() == [1, 334, 667]  # stride 1000 // 3 = 333
+    # floor((i sqrt(800) / 9)^2) for i = 0..9, then + 1: tops out at 0.8 T
+    expected = [1, 10, 40, 89, 159, 247, 356, 484, 633, 801]
+    assert S.quadratic_strided_timesteps(1000, 10).tolist() == expected and expected[-1] == 801
+    taus = S.quadratic_strided_timesteps(1000, 100)  # small i collide and get pushed up
+    assert taus[0].item() == 1 and torch.all(taus[1:] > taus[:-1]) and taus[-1].item() == 801
+    with pytest.raises(ValueError):
+        S.quadratic_strided_timesteps(1000, 801)
+    schedule = S.SCHEDULES["linear_beta"](T=1000)
+    grid = schedule.sampling_sigmas(10, "strided")
+    assert torch.equal(grid[:-1], schedule.sigmas[torch.arange(900, -1, -100)]) and grid[-1].item() == 0
+
+
 def test_continuous_schedule_grid_and_inverse():
     schedule = S.SCHEDULES["chen_sigmoid"](start=-3.0, end=3.0, tau=1.1)
     grid = schedule.sampling_sigmas(10)

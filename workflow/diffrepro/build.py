@@ -55,22 +55,48 @@ def build_loss(training_spec: dict):
     return lambda denoiser, x0, sigma, noise: loss(denoiser, x0, sigma, noise, **cfg)
 
 
+def round_to_levels(sigmas: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """Each nonzero sigma replaced by the nearest of a discrete network's own levels: EDM's
+    sampler on a discrete-time (iDDPM-style) network steps between the levels it was trained on
+    (Karras 2022, Table 1 and App. C.3.4)."""
+    levels = levels.to(sigmas.dtype)
+    nearest = levels[(sigmas[:, None] - levels[None, :]).abs().argmin(1)]
+    return torch.where(sigmas > 0, nearest, sigmas)
+
+
+def inference_schedule(schedule, config: dict):
+    """A schedule used only to place the sampling grid (Chen 2023 samples every model on a cosine
+    grid whatever it was trained with), seen in the same input scale as `schedule`."""
+    inner = build_schedule(config)
+    scale = getattr(schedule, "input_scale", 1.0)
+    return inner if scale == 1.0 else InputScaledSchedule(inner, scale)
+
+
 def sampling_sigmas(schedule, steps: int, grid: dict) -> torch.Tensor:
     """The decreasing sigma grid (ending in 0) a sampler runs on.
 
     Default: the schedule's own grid. spacing=edm: EDM's rho-ramp (Karras 2022 eq. 5), which
-    lets EDM's samplers run on any model; its range defaults to the schedule's where it has one.
+    lets EDM's samplers run on any model; its range defaults to the schedule's where it has one;
+    round_to_levels snaps it to a discrete schedule's levels. `schedule:` places the grid by
+    another schedule (an inference schedule) instead of the training one.
     """
     spacing = grid.get("spacing")
+    placing = inference_schedule(schedule, grid["schedule"]) if "schedule" in grid else schedule
+    levels = getattr(schedule, "sigmas", None)
     if spacing == "edm":
-        levels = getattr(schedule, "sigmas", None)
         lo = float(levels.min()) if levels is not None else 0.002
         hi = float(levels.max()) if levels is not None else 80.0
-        return edm_sigmas(steps, grid.get("sigma_min", max(lo, 0.002)), grid.get("sigma_max", min(hi, 80.0)),
-                          grid.get("rho", 7.0))
-    if spacing in (None, "linear_t"):
-        return schedule.sampling_sigmas(steps)
-    return schedule.sampling_sigmas(steps, spacing=spacing)
+        sigmas = edm_sigmas(steps, grid.get("sigma_min", max(lo, 0.002)), grid.get("sigma_max", min(hi, 80.0)),
+                            grid.get("rho", 7.0))
+    elif spacing in (None, "linear_t"):
+        sigmas = placing.sampling_sigmas(steps)
+    else:
+        sigmas = placing.sampling_sigmas(steps, spacing=spacing)
+    if grid.get("round_to_levels"):
+        if levels is None:
+            raise ValueError("grid.round_to_levels needs a discrete-time schedule (one with sigma levels)")
+        sigmas = round_to_levels(sigmas, levels)
+    return sigmas
 
 
 def sampler_options(sampler_spec: dict, scaling_name: str) -> dict:

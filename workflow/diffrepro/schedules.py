@@ -133,7 +133,41 @@ def quadratic_timesteps(T, steps):
     return torch.tensor(taus)
 
 
-TIMESTEP_SPACINGS = {"uniform": uniform_timesteps, "quadratic": quadratic_timesteps}
+def _push_up(taus):
+    # strictly increasing: a level that repeats the previous one moves to the next unused level
+    out = []
+    for tau in taus:
+        out.append(max(int(tau), out[-1] + 1 if out else int(tau)))
+    return out
+
+
+def strided_timesteps(T, steps):
+    """The stride of the DDIM authors' code: t = 0, k, 2k, ... (0-based, k = T // steps), i.e.
+    tau_i = 1 + (i - 1) k here (1-based). It starts at t = 1 and stops k - 1 short of T, where
+    ``uniform_timesteps`` ends at T (docs/papers.md §3)."""
+    if not 1 <= steps <= T:
+        raise ValueError(f"steps must be in [1, {T}], got {steps}")
+    stride = T // steps
+    return torch.tensor([1 + i * stride for i in range(steps)])
+
+
+def quadratic_strided_timesteps(T, steps):
+    """The quadratic sub-sequence of the DDIM authors' code: t_i = floor((i c)^2) for i = 0..steps-1,
+    c = sqrt(0.8 T) / (steps - 1) (0-based), so the grid tops out at 0.8 T; repeated levels (small
+    i) are pushed up to the next unused one (docs/papers.md §3)."""
+    top = int(0.8 * T)
+    if not 1 <= steps <= top:
+        raise ValueError(f"steps must be in [1, {top}] (0.8 T), got {steps}")
+    if steps == 1:
+        return torch.tensor([1])
+    root = math.sqrt(0.8 * T)
+    points = [root * i / (steps - 1) for i in range(steps - 1)] + [root]  # the end exact, as linspace's
+    taus = _push_up(math.floor(p ** 2) for p in points)
+    return torch.tensor(taus) + 1
+
+
+TIMESTEP_SPACINGS = {"uniform": uniform_timesteps, "quadratic": quadratic_timesteps,
+                     "strided": strided_timesteps, "quadratic_strided": quadratic_strided_timesteps}
 
 
 def _with_final_zero(sigmas):
