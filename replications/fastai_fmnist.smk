@@ -1,5 +1,6 @@
 # The course's retracted Karras FIDs, reproduced on purpose: samples and reference both misread
-# as [-1, 1] when they were [-0.5, 0.5] (REFERENCE §0). The rows are labelled *_range_bug.
+# as [-1, 1] when they were [-0.5, 0.5] (fast.ai course lesson 23; docs/papers.md §0). The rows are
+# labelled *_range_bug.
 _RANGE_BUG = PLAN.replications["fastai_fmnist"]["stages"]["range_bug"]
 _RANGE_BUG_SET = (f"fastai_fmnist/karras/symmetric/{_RANGE_BUG['sampler']}/{_RANGE_BUG['steps'][SCALE]}/"
                   f"seed{PLAN.scale_cfg['sampling']['seeds'][0]}")

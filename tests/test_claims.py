@@ -17,7 +17,7 @@ from diffrepro.stages import claims as claims_stage
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = "p"
 # a minimal replication of its own: the shipped files change as papers are added
-TOY = {"paper": "toy", "title": "t", "citation": "c", "experiments": {"eps_simple": {
+TOY = {"paper": "toy", "title": "t", "citation": "c", "deviations": [], "experiments": {"eps_simple": {
     "description": "d", "input_scalings": {"smoke": ["symmetric"], "quick": ["symmetric", "unit"]},
     "schedule": {"name": "linear_beta"}, "parameterisation": {"name": "eps"}, "loss": {"name": "simple"},
     "samplers": [{"label": "ddim_eta0", "name": "ddim", "options": {"eta": 0.0}, "steps": [10, 20]},

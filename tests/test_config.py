@@ -70,6 +70,10 @@ BAD_REPLICATIONS = [
     (["experiments", "eps_simple", "samplers", 1, "options", "etta"], 0.0, "options", "etta"),
     (["paper"], "DDPM 2020", "paper", "match"),
     (["reference", 0, "experiment"], "no_such_experiment", "reference", "no_such_experiment"),
+    (["deviations"], _DELETE, "deviations", "required property"),
+    (["deviations", 0, "why"], _DELETE, "deviations.0", "'why' is a required property"),
+    (["deviations", 0, "scales"], ["fast"], "deviations.0.scales.0", "smoke, quick, paper"),
+    (["deviations", 0, "because"], "x", "deviations.0", "because"),
 ]
 
 
@@ -120,7 +124,7 @@ def test_missing_replications_folder(tmp_path):
 def test_shipped_files_are_valid_and_plan_expands():
     plan = Plan(load_config(copy.deepcopy(CONFIG)), load_replications(ROOT / "replications"))
     runs = list(plan.sample_runs())
-    assert {r["sampler"] for r in runs} >= {"ddpm_large", "ddim_eta0"}
+    assert {r["sampler"] for r in runs} >= {"ddpm_large", "eta0", "ddpm_cosine"}
     smoke = Plan(load_config({**copy.deepcopy(CONFIG), "scale": "smoke"}), plan.replications)
     assert len(list(smoke.sample_runs())) >= 3
     # a changed training setting changes the spec (and so its hash and the Snakemake params)
@@ -177,7 +181,7 @@ def test_snakemake_dry_run_quick_builds_dag(project):
 
 def _with_sharing_experiment(tmp_path, model="ddpm_2020/eps_simple", scalings=("symmetric",)):
     d = _write_replication(tmp_path, DDPM)
-    doc = {"paper": "sharer", "title": "t", "citation": "c", "experiments": {"reuse": {
+    doc = {"paper": "sharer", "title": "t", "citation": "c", "deviations": [], "experiments": {"reuse": {
         "description": "samples the DDPM network", "model": model, "input_scalings": list(scalings),
         "samplers": [{"label": "euler", "name": "euler", "steps": [5]}]}}}
     (d / "sharer.yaml").write_text(yaml.safe_dump(doc))
@@ -212,7 +216,7 @@ def test_experiment_cannot_both_train_and_share(tmp_path):
 
 
 def test_sweep_expands_with_per_scale_subsets(tmp_path):
-    doc = {"paper": "sweeper", "title": "t", "citation": "c", "sweeps": {"grid": {
+    doc = {"paper": "sweeper", "title": "t", "citation": "c", "deviations": [], "sweeps": {"grid": {
         "base": copy.deepcopy(DDPM["experiments"]["eps_simple"]),
         "axes": [{"name": "b", "path": "parameterisation.input_scale",
                   "values": [{"label": "1", "value": 1.0}, {"label": "0p5", "value": 0.5}]},
@@ -233,7 +237,7 @@ def test_sweep_expands_with_per_scale_subsets(tmp_path):
 
 
 def test_sweep_giving_an_invalid_experiment_is_rejected(tmp_path):
-    doc = {"paper": "sweeper", "title": "t", "citation": "c", "sweeps": {"grid": {
+    doc = {"paper": "sweeper", "title": "t", "citation": "c", "deviations": [], "sweeps": {"grid": {
         "base": copy.deepcopy(DDPM["experiments"]["eps_simple"]),
         "axes": [{"name": "res", "path": "resolution", "values": [{"label": "20", "value": 20}]}]}}}
     d = tmp_path / "replications"

@@ -110,9 +110,9 @@ def test_paper_section_lists_its_deviations_under_its_table_at_their_scales(tmp_
     quick = section("quick")
     assert "Deviations from the paper at scale `quick` (`deviations:` in `replications/p.yaml`):" in quick
     assert quick.index("| experiment") < quick.index("Deviations") < quick.index("![p: FID vs NFE]")
-    assert "- **a 1M-param UNet** — why: a CPU budget — expected effect: higher FID" in quick
-    assert "- **Fashion-MNIST, not CIFAR-10** — why: no GPU needed — expected effect: FIDs not comparable in value" in quick
+    assert "- **a 1M-param UNet.** Why: a CPU budget. Expected effect: higher FID." in quick
+    assert "- **Fashion-MNIST, not CIFAR-10.** Why: no GPU needed. Expected effect: FIDs not comparable in value." in quick
     smoke = section("smoke")  # the quick-only entry is left out; the every-scale one stays
-    assert "1M-param" not in smoke and "**Fashion-MNIST, not CIFAR-10**" in smoke
+    assert "1M-param" not in smoke and "**Fashion-MNIST, not CIFAR-10.**" in smoke
     assert "Deviations from the paper at scale `paper` (`deviations:` in `replications/p.yaml`): none." in section(
         "paper", rep["deviations"][:1])

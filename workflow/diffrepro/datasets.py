@@ -19,7 +19,7 @@ class Dataset:
 
 DATASETS = {
     "fashion_mnist": Dataset("fashion_mnist", 1, "fmnist-classifier", "Fashion-MNIST, 28x28 grey zero-padded to 32x32"),
-    # Inception-v3 features, as every CIFAR-10 FID the papers report (REFERENCE "FID protocols")
+    # Inception-v3 features, as every CIFAR-10 FID the papers report (docs/papers.md §7)
     "cifar10": Dataset("cifar10", 3, "inception", "CIFAR-10, 32x32 RGB"),
 }
 DEFAULT = "fashion_mnist"

@@ -83,7 +83,7 @@ def nearest_level(sigma, level_sigmas):
 class ContinuousVP(nn.Module):
     """net(x_vp, t) predicting eps | x0 | v, with t = t_from_sigma(sigma) (the schedule's inverse).
 
-    normalise=True divides the network input by its own per-example std (Chen 2023, REFERENCE §4).
+    normalise=True divides the network input by its own per-example std (Chen 2023, docs/papers.md §4).
     """
 
     def __init__(self, net, t_from_sigma, prediction="eps", normalise=False):
@@ -160,7 +160,7 @@ class InputScaled(nn.Module):
         D(x, sigma) = D_b(b x, b sigma) / b,   i.e. sigma = sigma_b / b.
     Consequently a caller drawing training or sampling sigmas from the inner schedule must
     divide them by b: in the unit space the schedule's log SNR is shifted by +2 ln b (Chen 2023,
-    REFERENCE §4). The eps-MSE is unchanged by this change of frame (tests/test_losses.py).
+    docs/papers.md §4). The eps-MSE is unchanged by this change of frame (tests/test_losses.py).
     """
 
     def __init__(self, inner, input_scale):

@@ -2,8 +2,8 @@
 
 An *image set* is a float numpy array [N, 1, 32, 32] in [0, 1] ("image space"). Before any
 feature is computed it goes through `check_image_set`, because the course's retracted FIDs
-(REFERENCE §0) came from feeding [-0.5, 0.5] images to a classifier trained on [-1, 1]. Then
-`quantize_to_uint8` turns it into pixels, the one quantisation step shared by torch-fidelity,
+(lesson 23; docs/papers.md §0) came from feeding [-0.5, 0.5] images to a classifier trained on
+[-1, 1]. Then `quantize_to_uint8` turns it into pixels, the one quantisation step shared by torch-fidelity,
 clean-fid and the reference statistics.
 
 Extractors are torch-fidelity `FeatureExtractorBase` modules taking uint8 [B, C, H, W]:

@@ -1,4 +1,4 @@
-"""The long-format results contract (DESIGN.md): one row per number in metrics.csv."""
+"""The long-format results contract (README, "Reading the results"): one row per number in metrics.csv."""
 
 import pandas as pd
 

@@ -1,4 +1,5 @@
-"""The fast.ai course's noise-level ("t") predictor for its t-free sampler (lesson 22, REFERENCE §0).
+"""The fast.ai course's noise-level ("t") predictor for its t-free sampler (lesson 22, notebook
+22_noise-pred; docs/papers.md §0).
 
 A ResNet classifier body (models.classifier.FashionClassifier) with a one-output head reads a noisy
 VP-frame image x_vp = sqrt(abar) x0 + sqrt(1 - abar) eps, abar ~ U(0, 1) per image, and regresses

@@ -125,14 +125,16 @@ def deviations_at(deviations: list, scale: str) -> list:
 
 def deviations_markdown(deviations: list, scale: str, source: str) -> str:
     """A paper's deviations from its protocol at `scale`, one list item each: what, why, expected effect."""
-    def flat(text):
-        return " ".join(str(text).split())
+    def sentence(text):  # one line (YAML block scalars may hold several), ending in a full stop
+        text = " ".join(str(text).split())
+        return text if text.endswith((".", "!", "?")) else text + "."
 
     shown = deviations_at(deviations, scale)
     head = f"Deviations from the paper at scale `{scale}` (`deviations:` in `{source}`)"
     if not shown:
         return head + ": none."
-    items = [f"- **{flat(d['what'])}** — why: {flat(d['why'])} — expected effect: {flat(d['effect'])}" for d in shown]
+    items = [f"- **{sentence(d['what'])}** Why: {sentence(d['why'])} Expected effect: {sentence(d['effect'])}"
+             for d in shown]
     return "\n".join([head + ":", "", *items])
 
 

@@ -1,7 +1,8 @@
 """The Fashion-MNIST classifier whose pre-logit activations are the FID/KID features.
 
-This is the fast.ai course's FID method (REFERENCE §0): a small ResNet trained by the workflow
-itself on Fashion-MNIST, its global-average-pooled last stage used as the feature vector.
+This is the fast.ai course's FID method (lessons 20-23; docs/papers.md §0 and §7): a small ResNet
+trained by the workflow itself on Fashion-MNIST, its global-average-pooled last stage used as the
+feature vector.
 The network takes images in [-1, 1]; `classifier_input_from_uint8` is the one place where
 stored pixels are mapped into that range (for training and for feature extraction alike).
 
