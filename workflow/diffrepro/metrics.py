@@ -220,9 +220,10 @@ def _numpy_global_seed(seed: int):
 
 def clean_fid_fid_kid(
     pixels: np.ndarray, reference: dict, extractor: Extractor, *, kid_subset_size: int,
-    kid_subsets: int = KID_SUBSETS, seed: int = 0, batch_size: int = 256, device=None,
+    kid_subsets: int = KID_SUBSETS, seed: int = 0, batch_size: int = 256, device=None, features_out=None,
 ) -> dict[str, float]:
-    """FID (frechet_distance against the stored mu/sigma) and KID (kernel_distance against the stored features)."""
+    """FID (frechet_distance against the stored mu/sigma) and KID (kernel_distance against the stored features).
+    `features_out` (a dict), when given, receives the set's features and the reference's it was scored against."""
     pixels = pixels_for_extractor(pixels, extractor)
     network = extractor.build_for_clean_fid()
     if network is None:
@@ -235,6 +236,8 @@ def clean_fid_fid_kid(
         features = clean_fid_network_features(pixels, network, batch_size=batch_size, device=device)
         ref_features, ref_mu, ref_sigma = (reference["clean_fid_features"], reference["clean_fid_mu"],
                                            reference["clean_fid_sigma"])
+    if features_out is not None:
+        features_out.update(features=features, ref_features=ref_features, ref_mu=ref_mu, ref_sigma=ref_sigma)
     mu, sigma = gaussian_statistics(features)
     with warnings.catch_warnings():
         # clean-fid 0.1.35 passes sqrtm(disp=False), deprecated in SciPy 1.17, works with the pinned 1.17.1
@@ -263,11 +266,13 @@ def compute_metrics(
     name: str = "samples",
     min_span_fraction: float = MIN_SPAN_FRACTION,
     image_shape=(1, 32, 32),
+    features_out=None,
 ) -> list[dict]:
     """FID and KID of an image set against a reference file, by each library.
 
     Rows: {extractor, library, metric ('fid' | 'kid'), value, n_samples}. KID's subset size
     defaults to min(1000, n_samples, n_reference); both libraries average `kid_subsets` subsets.
+    `features_out`: see clean_fid_fid_kid (filled when clean-fid is among the libraries).
     """
     check_image_set(images, expected_shape=tuple(image_shape), name=name, min_span_fraction=min_span_fraction)
     reference = load_reference(reference_path, extractor)
@@ -289,7 +294,7 @@ def compute_metrics(
             scores = torch_fidelity_fid_kid(pixels, reference["pixels"], extractor,
                                             cache=torch_fidelity_cache(reference_path, reference), **options)
         else:
-            scores = clean_fid_fid_kid(pixels, reference, extractor, **options)
+            scores = clean_fid_fid_kid(pixels, reference, extractor, features_out=features_out, **options)
         rows += [
             {"extractor": extractor.name, "library": library, "metric": metric, "value": value, "n_samples": n}
             for metric, value in scores.items()

@@ -65,7 +65,9 @@ rule evaluate:
         classifier=f"{RES}/classifier/classifier.pt",
         reference=f"{RES}/reference/fashion_mnist_test.npz",
     output:
-        f"{RES}/metrics/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.csv",
+        metrics=f"{RES}/metrics/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.csv",
+        # the set's classifier features, which the claims resample for their intervals
+        features=f"{RES}/features/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.npz",
     params:
         fid=json.dumps(PLAN.scale_cfg["fid"], sort_keys=True),
         resolution=PLAN.scale_cfg["resolution"],
@@ -76,5 +78,5 @@ rule evaluate:
         f"{RES}/logs/evaluate/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.log",
     shell:
         "python -m diffrepro.stages.evaluate --samples {input.samples} --classifier {input.classifier} "
-        "--reference {input.reference} --resolution {params.resolution} --fid {params.fid:q} --out {output} "
-        "--threads {threads} 2> {log}"
+        "--reference {input.reference} --resolution {params.resolution} --fid {params.fid:q} "
+        "--out {output.metrics} --features {output.features} --threads {threads} 2> {log}"

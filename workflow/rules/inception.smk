@@ -34,7 +34,8 @@ if PLAN.inception_weights:
             samples=f"{RES}/samples/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.npz",
             reference=lambda w: f"{RES}/reference/{PLAN.dataset(w.paper, w.experiment)}_train_inception.npz",
         output:
-            f"{RES}/metrics_inception/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.csv",
+            metrics=f"{RES}/metrics_inception/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.csv",
+            features=f"{RES}/features_inception/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.npz",
         params:
             fid=lambda w: json.dumps(PLAN.dataset_settings(PLAN.dataset(w.paper, w.experiment))["fid"], sort_keys=True),
             weights=PLAN.inception_weights,
@@ -47,4 +48,5 @@ if PLAN.inception_weights:
             f"{RES}/logs/evaluate_inception/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.log",
         shell:
             "python -m diffrepro.stages.evaluate_inception --samples {input.samples} --weights {params.weights:q} "
-            "--reference {input.reference} --fid {params.fid:q} --out {output} --threads {threads} 2> {log}"
+            "--reference {input.reference} --fid {params.fid:q} --out {output.metrics} --features {output.features} "
+            "--threads {threads} 2> {log}"

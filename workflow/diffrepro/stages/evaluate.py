@@ -11,8 +11,10 @@ from ..data import load_split, resample
 from ..features import FMNIST_CLASSIFIER, Extractor, quantize_to_uint8
 from ..metrics import compute_metrics
 from ..metrics_table import PIXELS, rows_for
+from ..io import atomic_path
 from ..pixel_stats import pixel_statistics
 from ..scalings import misread
+from ..set_statistics import set_statistics
 from . import parse_stage_args, run_stage, stage_parser
 
 def read_reference_set(reference_path) -> tuple:
@@ -51,6 +53,21 @@ def pixel_rows(images, reference_pixels) -> list:
             for metric, value in stats.items()]
 
 
+def feature_rows(extractor_name: str, scored: dict, seed: int) -> list:
+    """Bootstrap intervals, FID-infinity and KID of the set (set_statistics), library 'diffrepro'."""
+    values = set_statistics(scored["features"], scored["ref_features"], scored["ref_mu"], scored["ref_sigma"], seed)
+    return [{"extractor": extractor_name, "library": "diffrepro", "metric": metric, "value": value,
+             "n_samples": len(scored["features"])} for metric, value in values.items()]
+
+
+def save_features(path, features) -> None:
+    """The set's features in image order (image k of every set at one seed starts from the same
+    noise): the claims resample them instead of running any network again."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, features=np.asarray(features, dtype=np.float32))
+
+
 def sample_run(path):
     images, meta = load_samples(path)
     return images, run_of(meta)
@@ -68,6 +85,7 @@ def main(argv=None):
     p.add_argument("--fid", required=True, help="FID settings (JSON): kid_subset_size, kid_subsets")
     p.add_argument("--misread", metavar="ACTUAL:ASSUMED", default=None,
                    help="reproduce an evaluation-range mistake on purpose, e.g. centered:symmetric")
+    p.add_argument("--features", default=None, help="npz to keep the set's classifier features in")
     args = parse_stage_args(p, argv)
     fid = json.loads(args.fid)
 
@@ -84,8 +102,12 @@ def main(argv=None):
         images = misread(images, *args.misread.split(":"))
         checks = {"min_span_fraction": 0.0}  # the squeezed range is the point of this run
         run["sampler"] += "_range_bug"
+    scored = {}
     rows = compute_metrics(images, args.reference, extractor, kid_subset_size=min(fid["kid_subset_size"], len(images)),
-                           kid_subsets=fid["kid_subsets"], seed=run["seed"], name=name, **checks)
+                           kid_subsets=fid["kid_subsets"], seed=run["seed"], name=name, features_out=scored, **checks)
+    rows += feature_rows(extractor.name, scored, run["seed"])
+    if args.features:
+        save_features(args.features, scored["features"])
     reference_set, reference_pixels = read_reference_set(args.reference)
     table = rows_for({**run, "reference_set": reference_set}, rows + pixel_rows(images, reference_pixels))
     out = Path(args.out)

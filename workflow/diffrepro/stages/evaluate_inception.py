@@ -11,7 +11,7 @@ from ..io import atomic_path
 from ..metrics import compute_metrics
 from ..metrics_table import rows_for
 from . import parse_stage_args, run_stage, stage_parser
-from .evaluate import load_samples, pixel_rows, run_of
+from .evaluate import feature_rows, load_samples, pixel_rows, run_of, save_features
 
 
 def main(argv=None):
@@ -20,6 +20,7 @@ def main(argv=None):
     p.add_argument("--weights", required=True, help="the Inception-v3 weights file the reference was made with")
     p.add_argument("--reference", required=True, help="npz written by the inception_reference stage")
     p.add_argument("--fid", required=True, help="FID settings (JSON): kid_subset_size, kid_subsets")
+    p.add_argument("--features", default=None, help="npz to keep the set's (clean-fid) Inception features in")
     args = parse_stage_args(p, argv)
     fid = json.loads(args.fid)
 
@@ -27,9 +28,13 @@ def main(argv=None):
     run, dataset = run_of(meta), dataset_of(meta["spec"]["training"]).name
     with np.load(args.reference) as reference:
         reference_set, reference_pixels = f"{dataset}_train_{len(reference['pixels'])}", reference["pixels"]
-    rows = compute_metrics(images, args.reference, Extractor(INCEPTION, args.weights),
+    scored, extractor = {}, Extractor(INCEPTION, args.weights)
+    rows = compute_metrics(images, args.reference, extractor,
                            kid_subset_size=min(fid["kid_subset_size"], len(images)), kid_subsets=fid["kid_subsets"],
-                           seed=run["seed"], name=args.samples, image_shape=images.shape[1:])
+                           seed=run["seed"], name=args.samples, image_shape=images.shape[1:], features_out=scored)
+    rows += feature_rows(extractor.name, scored, run["seed"])
+    if args.features:
+        save_features(args.features, scored["features"])
     with atomic_path(args.out) as tmp:
         rows_for({**run, "reference_set": reference_set}, rows + pixel_rows(images, reference_pixels)).to_csv(tmp, index=False)
 
