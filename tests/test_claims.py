@@ -1,16 +1,20 @@
-"""Claims: each kind holds, fails, and is "not evaluated" (naming the missing rows) on synthetic metrics;
-seeds are averaged; the defaults pick clean-fid FID on the classifier; a typo fails validation."""
+"""Claims: each kind's effect, interval and verdict (holds / contradicted / inconclusive / not evaluated)
+on synthetic metrics and synthetic kept features; seeds are averaged; diverged sets are left out;
+the defaults pick clean-fid FID on the classifier; a typo fails validation."""
 
 import copy
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from diffrepro.claims import COLUMNS, NOT_EVALUATED, check_claims, evaluate_claim, evaluate_claims
+from diffrepro.claims import (COLUMNS, CONTRADICTED, HOLDS, INCONCLUSIVE, NOT_EVALUATED, FeatureSource, check_claims,
+                              evaluate_claim, evaluate_claims)
 from diffrepro.config import ConfigError, load_replications
+from diffrepro.intervals import Reference, fid
 from diffrepro.metrics_table import COLUMNS as METRIC_COLUMNS
 from diffrepro.stages import claims as claims_stage
 
@@ -25,10 +29,10 @@ TOY = {"paper": "toy", "title": "t", "citation": "c", "deviations": [], "experim
 
 
 def row(value, experiment="e", sampler="s", steps=10, seed=0, nfe=None, metric="fid", library="clean-fid",
-        extractor="fmnist-classifier", input_scaling="symmetric", paper=PAPER):
+        extractor="fmnist-classifier", input_scaling="symmetric", paper=PAPER, n_samples=100):
     return {"paper": paper, "experiment": experiment, "input_scaling": input_scaling, "sampler": sampler,
             "sampler_name": "ddim", "steps": steps, "nfe": steps if nfe is None else nfe, "seed": seed,
-            "n_samples": 100, "extractor": extractor, "library": library, "metric": metric, "value": value,
+            "n_samples": n_samples, "extractor": extractor, "library": library, "metric": metric, "value": value,
             "reference_set": "test", "config_hash": "h"}
 
 
@@ -36,77 +40,83 @@ def table(*rows):
     return pd.DataFrame(list(rows), columns=METRIC_COLUMNS)
 
 
-def judge(metrics, check, factors=None, **claim):
-    return evaluate_claim(metrics, PAPER, {"id": "c", "text": "t", "source": "s", "check": check, **claim}, factors)
+def judge(metrics, check, factors=None, sources=None, **claim):
+    return evaluate_claim(metrics, PAPER, {"id": "c", "title": "c", "text": "t", "source": "s", "check": check,
+                                           **claim}, factors, sources, draws=300)
 
 
-# ---- near_value ----------------------------------------------------------------------------
+# ---- point estimates (no kept features): the interval is the point, the verdict its side -------
 
 NEAR_VALUE = {"near_value": {"select": {"experiment": "roll"}, "target": 2.35, "abs_tol": 0.1}}
 BOUND = dict(metric="bound_bits", library="none", extractor="none")
 
 
-def test_near_value_holds_fails_missing():
+def test_near_value_holds_contradicted_missing():
     ok = judge(table(row(2.30, "roll", **BOUND)), NEAR_VALUE, **BOUND)
-    assert ok["holds"] == "true" and ok["ours"] == 2.30 and ok["reference"] == 2.35
+    assert ok["verdict"] == HOLDS and ok["effect"] == pytest.approx(-0.05) and ok["paper_effect"] == 2.35
+    assert ok["side"] == "(-0.1, 0.1)"
     bad = judge(table(row(2.50, "roll", **BOUND)), NEAR_VALUE, **BOUND)
-    assert bad["holds"] == "false" and "2.5 not within ±0.1 of 2.35" in bad["evidence"]
+    assert bad["verdict"] == CONTRADICTED and "2.5 against the paper's 2.35 (±0.1)" in bad["evidence"]
     gone = judge(table(row(2.30, "other", **BOUND)), NEAR_VALUE, **BOUND)
-    assert gone["holds"] == NOT_EVALUATED and "experiment=roll" in gone["evidence"]
+    assert gone["verdict"] == NOT_EVALUATED and "experiment=roll" in gone["evidence"]
+
+
+def test_a_standard_error_row_gives_a_scalar_its_interval():
+    rows = [row(2.30, "roll", **BOUND), row(0.2, "roll", **{**BOUND, "metric": "bound_bits_se"})]
+    result = judge(table(*rows), NEAR_VALUE, **BOUND)
+    assert result["verdict"] == INCONCLUSIVE  # 2.30 ± 0.39 reaches past the ±0.1 band
+    assert result["ci_low"] == pytest.approx(-0.05 - 1.96 * 0.2, abs=0.05)
+    assert result["needed"].startswith("≈") or result["needed"] == "> 100×"
 
 
 def test_near_value_names_the_metrics_present_when_the_default_metric_is_absent():
     result = judge(table(row(2.30, "roll", **BOUND)), NEAR_VALUE)  # defaults: fid by clean-fid
-    assert result["holds"] == NOT_EVALUATED
+    assert result["verdict"] == NOT_EVALUATED
     assert "no fid rows by clean-fid" in result["evidence"] and "bound_bits/none/none" in result["evidence"]
 
 
 def test_near_value_with_two_configurations_is_ambiguous_not_a_crash():
     result = judge(table(row(2.3, "roll", steps=10, **BOUND), row(2.4, "roll", steps=20, **BOUND)), NEAR_VALUE, **BOUND)
-    assert result["holds"] == NOT_EVALUATED and "matches 2 configurations" in result["evidence"]
+    assert result["verdict"] == NOT_EVALUATED and "matches 2 configurations" in result["evidence"]
     assert "steps=10" in result["evidence"] and "steps=20" in result["evidence"]
 
 
-@pytest.mark.parametrize("tolerance,value,holds", [
-    ({"rel_tol": 0.1}, 2.35 * 1.09, "true"), ({"rel_tol": 0.1}, 2.35 * 1.11, "false"),
-    ({"within_factor": 2.0}, 2.35 / 1.9, "true"), ({"within_factor": 2.0}, 2.35 / 2.1, "false"),
+@pytest.mark.parametrize("tolerance,value,verdict", [
+    ({"rel_tol": 0.1}, 2.35 * 1.09, HOLDS), ({"rel_tol": 0.1}, 2.35 * 1.11, CONTRADICTED),
+    ({"within_factor": 2.0}, 2.35 / 1.9, HOLDS), ({"within_factor": 2.0}, 2.35 / 2.1, CONTRADICTED),
 ])
-def test_near_value_relative_and_factor_tolerances(tolerance, value, holds):
+def test_near_value_relative_and_factor_tolerances(tolerance, value, verdict):
     check = {"near_value": {"select": {"experiment": "roll"}, "target": 2.35, **tolerance}}
-    assert judge(table(row(value, "roll")), check)["holds"] == holds
+    assert judge(table(row(value, "roll")), check)["verdict"] == verdict
 
-
-# ---- best ----------------------------------------------------------------------------------
 
 BEST = {"best": {"select": {"sampler": "ancestral"}, "among": "experiment", "expected": "eps_simple",
                  "candidates": ["eps_simple", "mu_bound", "eps_bound"]}}
 
 
-def test_best_holds_fails_missing():
+def test_best_effect_is_the_margin_over_the_runner_up():
     rows = [row(20.0, "eps_simple", "ancestral"), row(30.0, "mu_bound", "ancestral"),
             row(25.0, "eps_bound", "ancestral")]
     ok = judge(table(*rows), BEST)
-    assert ok["holds"] == "true" and (ok["ours"], ok["compared_with"]) == (20.0, 25.0)
+    assert ok["verdict"] == HOLDS and ok["effect"] == 5.0
     rows[2] = row(19.0, "eps_bound", "ancestral")
     bad = judge(table(*rows), BEST)
-    assert bad["holds"] == "false" and "does not beat eps_bound 19" in bad["evidence"]
+    assert bad["verdict"] == CONTRADICTED and bad["effect"] == -1.0 and "eps_bound 19" in bad["evidence"]
     missing = judge(table(*rows[:1], row(30.0, "mu_bound", "ancestral")), BEST)
-    assert missing["holds"] == NOT_EVALUATED and "experiment=eps_bound" in missing["evidence"]
+    assert missing["verdict"] == NOT_EVALUATED and "experiment=eps_bound" in missing["evidence"]
 
 
-def test_best_is_false_when_beaten_even_if_a_candidate_is_missing():
+def test_a_missing_candidate_leaves_the_claim_unevaluated():
     result = judge(table(row(20.0, "eps_simple", "ancestral"), row(10.0, "mu_bound", "ancestral")), BEST)
-    assert result["holds"] == "false" and "also no rows for experiment=eps_bound" in result["evidence"]
+    assert result["verdict"] == NOT_EVALUATED and "no rows for experiment=eps_bound" in result["evidence"]
 
 
 def test_best_higher_is_better():
     rows = table(row(9.0, "eps_simple", "ancestral", metric="is"), row(8.0, "mu_bound", "ancestral", metric="is"),
                  row(7.0, "eps_bound", "ancestral", metric="is"))
-    assert judge(rows, BEST, metric="is", lower_is_better=False)["holds"] == "true"
-    assert judge(rows, BEST, metric="is")["holds"] == "false"
+    assert judge(rows, BEST, metric="is", lower_is_better=False)["verdict"] == HOLDS
+    assert judge(rows, BEST, metric="is")["verdict"] == CONTRADICTED
 
-
-# ---- better (paired) -----------------------------------------------------------------------
 
 ETA = {"better": {"select": {"steps": {"max": 50}}, "a": {"sampler": "eta0"}, "b": {"sampler": "eta1"},
                   "pair_on": ["steps"]}}
@@ -117,34 +127,29 @@ def _eta_rows(eta0, eta1, steps=(10, 20, 50, 100)):
            [row(v, sampler="eta1", steps=s) for s, v in zip(steps, eta1)]
 
 
-def test_better_holds_at_every_paired_step_count_within_the_filter():
+def test_better_effect_is_the_mean_margin_over_the_pairs_within_the_filter():
     # at 100 steps eta1 wins, but the claim is about steps <= 50
     result = judge(table(*_eta_rows([12.0, 8.0, 5.0, 5.0], [18.0, 9.0, 6.0, 4.0])), ETA)
-    assert result["holds"] == "true"
-    assert "eta0 FID 12 < eta1 18 at steps=10" in result["evidence"] and "steps=100" not in result["evidence"]
-    assert (result["ours"], result["compared_with"]) == (8.0, 9.0)  # the closest pair decides
-
-
-def test_better_fails_on_one_pair():
-    result = judge(table(*_eta_rows([12.0, 9.5, 5.0], [18.0, 9.0, 6.0])), ETA)
-    assert result["holds"] == "false" and "eta0 FID 9.5 >= eta1 9 at steps=20" in result["evidence"]
-    assert (result["ours"], result["compared_with"]) == (9.5, 9.0)
+    assert result["verdict"] == HOLDS and result["effect"] == pytest.approx(8.0 / 3)
+    assert "eta0 12 vs eta1 18 at steps=10" in result["evidence"] and "steps=100" not in result["evidence"]
+    reversed_ = judge(table(*_eta_rows([18.0, 9.0, 6.0], [12.0, 8.0, 5.0])), ETA)
+    assert reversed_["verdict"] == CONTRADICTED and reversed_["effect"] == pytest.approx(-8.0 / 3)
 
 
 def test_better_names_unpaired_rows():
     rows = _eta_rows([12.0, 8.0, 5.0], [18.0, 9.0, 6.0])
     rows = [r for r in rows if not (r["sampler"] == "eta1" and r["steps"] == 20)]
     result = judge(table(*rows), ETA)
-    assert result["holds"] == NOT_EVALUATED and "no rows for sampler=eta1 at steps=20" in result["evidence"]
+    assert result["verdict"] == NOT_EVALUATED and "no rows for sampler=eta1 at steps=20" in result["evidence"]
     nothing = judge(table(*[r for r in rows if r["sampler"] == "eta0"]), ETA)
-    assert nothing["holds"] == NOT_EVALUATED and "no rows for sampler=eta1" in nothing["evidence"]
+    assert nothing["verdict"] == NOT_EVALUATED and "no rows for sampler=eta1" in nothing["evidence"]
 
 
 def test_better_by_factor():
     check = {"better": {"a": {"sampler": "tfree"}, "b": {"sampler": "ddim"}, "pair_on": ["steps"], "by_factor": 2.0}}
-    assert judge(table(row(4.0, sampler="tfree"), row(22.0, sampler="ddim")), check)["holds"] == "true"
+    assert judge(table(row(4.0, sampler="tfree"), row(22.0, sampler="ddim")), check)["verdict"] == HOLDS
     result = judge(table(row(12.0, sampler="tfree"), row(22.0, sampler="ddim")), check)
-    assert result["holds"] == "false" and "12 × 2 >= ddim 22" in result["evidence"]
+    assert result["verdict"] == CONTRADICTED and result["effect"] == -2.0 and "12 × 2 vs ddim 22" in result["evidence"]
 
 
 def test_better_pairs_on_nfe():
@@ -153,9 +158,9 @@ def test_better_pairs_on_nfe():
     rows = table(row(5.0, sampler="heun", steps=10, nfe=19), row(6.0, sampler="euler", steps=19),
                  row(4.0, sampler="euler", steps=10))
     result = judge(rows, check)
-    assert result["holds"] == NOT_EVALUATED and "sampler=heun at nfe=10" in result["evidence"]
-    assert "heun FID 5 < euler 6 at nfe=19" in result["evidence"]
-    assert judge(table(*[r for _, r in rows.iterrows() if r["nfe"] == 19]), check)["holds"] == "true"
+    assert result["verdict"] == NOT_EVALUATED and "sampler=heun at nfe=10" in result["evidence"]
+    assert "heun 5 vs euler 6 at nfe=19" in result["evidence"]
+    assert judge(table(*[r for _, r in rows.iterrows() if r["nfe"] == 19]), check)["verdict"] == HOLDS
 
 
 def test_seeds_are_averaged():
@@ -163,16 +168,15 @@ def test_seeds_are_averaged():
     rows = table(row(10.0, sampler="eta0", seed=0), row(30.0, sampler="eta0", seed=1),
                  row(15.0, sampler="eta1", seed=0), row(19.0, sampler="eta1", seed=1))
     result = judge(rows, ETA)
-    assert result["holds"] == "false" and (result["ours"], result["compared_with"]) == (20.0, 17.0)
-    assert result["seeds"] == "2"
+    assert result["verdict"] == CONTRADICTED and result["effect"] == -3.0 and result["seeds"] == "2"
 
 
 def test_default_library_and_extractor_are_clean_fid_on_the_classifier():
     rows = table(row(10.0, sampler="eta0"), row(12.0, sampler="eta1"),
                  row(99.0, sampler="eta0", library="torch-fidelity"), row(99.0, sampler="eta0", extractor="inception"),
                  row(1.0, sampler="eta1", metric="kid"))
-    assert judge(rows, ETA)["holds"] == "true"
-    assert judge(rows, ETA, library="torch-fidelity")["holds"] == NOT_EVALUATED
+    assert judge(rows, ETA)["verdict"] == HOLDS
+    assert judge(rows, ETA, library="torch-fidelity")["verdict"] == NOT_EVALUATED
 
 
 def test_a_paper_scored_only_with_inception_is_judged_on_inception():
@@ -180,50 +184,43 @@ def test_a_paper_scored_only_with_inception_is_judged_on_inception():
     rows = table(row(10.0, sampler="eta0", extractor="inception"), row(12.0, sampler="eta1", extractor="inception"),
                  row(1.0, sampler="eta0", extractor="none", metric="reconstruction_mse"))
     result = judge(rows, ETA)
-    assert (result["holds"], result["extractor"]) == ("true", "inception")
-    assert judge(rows, ETA, extractor="fmnist-classifier")["holds"] == NOT_EVALUATED
+    assert (result["verdict"], result["extractor"]) == (HOLDS, "inception")
+    assert judge(rows, ETA, extractor="fmnist-classifier")["verdict"] == NOT_EVALUATED
     mixed = table(*rows.to_dict("records"), row(20.0, sampler="eta0"), row(12.0, sampler="eta1"))
-    assert (judge(mixed, ETA)["holds"], judge(mixed, ETA)["extractor"]) == ("false", "fmnist-classifier")
+    assert (judge(mixed, ETA)["verdict"], judge(mixed, ETA)["extractor"]) == (CONTRADICTED, "fmnist-classifier")
 
 
-# ---- near (paired) -------------------------------------------------------------------------
-
-def test_near_pairs_across_experiments():
+def test_near_is_a_ratio_inside_the_papers_band():
     check = {"near": {"a": {"experiment": "tfree", "sampler": "pred"}, "b": {"experiment": "cosine", "sampler": "ddim"},
                       "pair_on": ["steps"], "within_factor": 1.5}}
-    assert judge(table(row(3.88, "tfree", "pred"), row(3.29, "cosine", "ddim")), check)["holds"] == "true"
+    ok = judge(table(row(3.88, "tfree", "pred"), row(3.29, "cosine", "ddim")), check)
+    assert ok["verdict"] == HOLDS and ok["effect"] == pytest.approx(3.88 / 3.29) and ok["side"] == "(0.6667, 1.5)"
     far = judge(table(row(6.0, "tfree", "pred"), row(3.29, "cosine", "ddim")), check)
-    assert far["holds"] == "false" and "not within a factor 1.5" in far["evidence"]
-    assert judge(table(row(3.88, "tfree", "pred")), check)["holds"] == NOT_EVALUATED
+    assert far["verdict"] == CONTRADICTED and "within a factor 1.5" in far["evidence"]
+    assert judge(table(row(3.88, "tfree", "pred")), check)["verdict"] == NOT_EVALUATED
 
 
-# ---- trend ---------------------------------------------------------------------------------
-
-TREND = {"trend": {"select": {"sampler": "eta0"}, "along": "steps", "direction": "decreasing", "noise": 0.5}}
+TREND = {"trend": {"select": {"sampler": "eta0"}, "along": "steps", "direction": "decreasing"}}
 
 
-def test_trend_tolerates_noise_but_not_more():
+def test_trend_effect_is_first_minus_last_in_the_claimed_direction():
     steps = (10, 20, 50, 100)
-    ok = judge(table(*[row(v, sampler="eta0", steps=s) for s, v in zip(steps, [20.0, 15.0, 15.4, 14.0])]), TREND)
-    assert ok["holds"] == "true" and (ok["ours"], ok["compared_with"]) == (14.0, 20.0)
-    bad = judge(table(*[row(v, sampler="eta0", steps=s) for s, v in zip(steps, [20.0, 15.0, 15.6, 14.0])]), TREND)
-    assert bad["holds"] == "false" and "rises by 0.6 from steps=20 to steps=50" in bad["evidence"]
+    ok = judge(table(*[row(v, sampler="eta0", steps=s) for s, v in zip(steps, [20.0, 15.0, 15.6, 14.0])]), TREND)
+    assert ok["verdict"] == HOLDS and ok["effect"] == 6.0 and "20 (steps=10) → 15" in ok["evidence"]
     flat = judge(table(*[row(v, sampler="eta0", steps=s) for s, v in zip(steps, [20.0, 20.3, 20.2, 20.4])]), TREND)
-    assert flat["holds"] == "false" and "not decreasing overall" in flat["evidence"]
+    assert flat["verdict"] == CONTRADICTED and flat["effect"] == pytest.approx(-0.4)
 
 
 def test_trend_needs_two_points_and_runs_per_group():
     one = judge(table(row(20.0, sampler="eta0")), TREND)
-    assert one["holds"] == NOT_EVALUATED and "needs 2 or more values of steps" in one["evidence"]
+    assert one["verdict"] == NOT_EVALUATED and "needs 2 or more values of steps" in one["evidence"]
     check = {"trend": {"along": "steps", "direction": "decreasing", "per": ["sampler"]}}
     rows = table(row(9.0, sampler="x", steps=10), row(8.0, sampler="x", steps=20),
                  row(9.0, sampler="y", steps=10), row(10.0, sampler="y", steps=20))
     result = judge(rows, check)
-    assert result["holds"] == "false" and "[sampler=x]" in result["evidence"] and "[sampler=y]" in result["evidence"]
-    assert (result["ours"], result["compared_with"]) == (10.0, 9.0)  # the failing group decides
+    assert result["verdict"] == CONTRADICTED and "[sampler=x]" in result["evidence"] and "[sampler=y]" in result["evidence"]
+    assert result["effect"] == -1.0  # the contradicted group decides
 
-
-# ---- best_shifts ---------------------------------------------------------------------------
 
 SHIFT = {"best_shifts": {"among": "b", "across": "resolution", "direction": "decreasing"}}
 
@@ -234,44 +231,41 @@ def _chen(fids):
     return table(*[row(v, f"r{r}_b{b}") for (r, b), v in fids.items()]), factors
 
 
-def test_best_shifts_holds_fails_missing():
+def test_best_shifts_holds_contradicted_missing():
     rows, factors = _chen({(32, 1.0): 5.0, (32, 0.5): 6.0, (64, 1.0): 9.0, (64, 0.5): 7.0})
     ok = judge(rows, SHIFT, factors)
-    assert ok["holds"] == "true" and (ok["ours"], ok["compared_with"]) == (0.5, 1.0)
+    assert ok["verdict"] == HOLDS and ok["effect"] == 0.5
     assert "1 (FID 5) at resolution=32" in ok["evidence"] and "0.5 (FID 7) at resolution=64" in ok["evidence"]
-    rows, factors = _chen({(32, 1.0): 5.0, (32, 0.5): 6.0, (64, 1.0): 6.0, (64, 0.5): 7.0})
-    assert judge(rows, SHIFT, factors)["holds"] == "false"
+    rows, factors = _chen({(32, 1.0): 6.0, (32, 0.5): 5.0, (64, 1.0): 6.0, (64, 0.5): 7.0})
+    assert judge(rows, SHIFT, factors)["verdict"] == CONTRADICTED
     rows, factors = _chen({(32, 1.0): 5.0, (32, 0.5): 6.0, (64, 1.0): 9.0})
     missing = judge(rows, SHIFT, factors)
-    assert missing["holds"] == NOT_EVALUATED and "no rows for b=0.5 at resolution=64" in missing["evidence"]
+    assert missing["verdict"] == NOT_EVALUATED and "no rows for b=0.5 at resolution=64" in missing["evidence"]
 
 
 def test_factor_selection():
     rows, factors = _chen({(32, 1.0): 5.0, (32, 0.5): 6.0, (64, 1.0): 9.0, (64, 0.5): 7.0})
     check = {"best": {"select": {"factors": {"resolution": 64}}, "among": "b", "expected": 0.5}}
-    assert judge(rows, check, factors)["holds"] == "true"
+    assert judge(rows, check, factors)["verdict"] == HOLDS
     check["best"]["select"]["factors"]["resolution"] = 32
-    assert judge(rows, check, factors)["holds"] == "false"
+    assert judge(rows, check, factors)["verdict"] == CONTRADICTED
 
 
-# ---- ordering ------------------------------------------------------------------------------
-
-ORDER = {"ordering": {"select": {"experiment": "karras"}, "noise": 0.1, "order": [
+ORDER = {"ordering": {"select": {"experiment": "karras"}, "order": [
     {"sampler": "lms", "steps": 20}, {"sampler": "euler", "steps": 100}, {"sampler": "heun", "steps": 50}]}}
 
 
-def test_ordering_holds_fails_missing():
+def test_ordering_effect_is_the_smallest_gap_between_neighbours():
     rows = [row(5.06, "karras", "lms", 20), row(5.23, "karras", "euler", 100), row(6.22, "karras", "heun", 50),
             row(5.61, "karras", "heun", 20)]
     ok = judge(table(*rows), ORDER)
-    assert ok["holds"] == "true" and "lms steps=20 FID 5.06 ahead of euler steps=100 5.23" in ok["evidence"]
-    rows[0] = row(5.30, "karras", "lms", 20)  # an inversion of 0.07 is within the noise
-    assert judge(table(*rows), ORDER)["holds"] == "true"
+    assert ok["verdict"] == HOLDS and ok["effect"] == pytest.approx(0.17)
+    assert "lms steps=20 5.06 | euler steps=100 5.23" in ok["evidence"]
     rows[2] = row(0.97, "karras", "heun", 50)  # the retracted evaluation's ordering
     bad = judge(table(*rows), ORDER)
-    assert bad["holds"] == "false" and "euler steps=100 FID 5.23 behind heun steps=50 0.97" in bad["evidence"]
+    assert bad["verdict"] == CONTRADICTED and bad["effect"] == pytest.approx(0.97 - 5.23)
     missing = judge(table(*rows[:2]), ORDER)
-    assert missing["holds"] == NOT_EVALUATED and "no rows for sampler=heun, steps=50" in missing["evidence"]
+    assert missing["verdict"] == NOT_EVALUATED and "no rows for sampler=heun, steps=50" in missing["evidence"]
 
 
 def test_steps_max_picks_each_runs_largest_step_count():
@@ -280,27 +274,83 @@ def test_steps_max_picks_each_runs_largest_step_count():
     rows = table(row(3.0, "eps", steps=1000), row(2.0, "eps", steps=100), row(4.0, "mu", steps=1000),
                  row(1.0, "mu", steps=100, sampler="other"), row(5.0, "vlb", steps=500))
     ambiguous = judge(rows, {"best": {**check["best"], "select": {"sampler": "s"}}})
-    assert ambiguous["holds"] == NOT_EVALUATED and "matches 2 configurations" in ambiguous["evidence"]
+    assert ambiguous["verdict"] == NOT_EVALUATED and "matches 2 configurations" in ambiguous["evidence"]
     result = judge(rows, {"best": {**check["best"], "select": {"sampler": "s", "steps": "max"}}})
-    assert result["holds"] == "true" and (result["ours"], result["compared_with"]) == (3.0, 4.0)
+    assert result["verdict"] == HOLDS and result["effect"] == 1.0
 
 
 def test_empty_metrics_never_crash():
     empty = table()
     for check in (NEAR_VALUE, BEST, ETA, TREND, SHIFT, ORDER):
         result = judge(empty, check)
-        assert result["holds"] == NOT_EVALUATED and "no rows at all" in result["evidence"]
+        assert result["verdict"] == NOT_EVALUATED and "no rows at all" in result["evidence"]
 
 
 def test_select_that_matches_nothing_is_named():
     result = judge(table(row(1.0)), TREND)
-    assert result["holds"] == NOT_EVALUATED and "no fid (clean-fid, fmnist-classifier) rows for sampler=eta0" \
-        in result["evidence"]
+    assert result["verdict"] == NOT_EVALUATED and "no fid rows for sampler=eta0" in result["evidence"]
+
+
+# ---- intervals from kept features ----------------------------------------------------------
+
+D = 4
+REF = Reference.of(np.zeros(D), np.eye(D))
+
+
+def _features(tmp_path, sets, n=300):
+    """Write Gaussian feature sets {(sampler, seed): (mean, noise seed)} where the evaluate stage keeps
+    them; sets with the same noise seed share their draws (common random numbers). Returns metric rows."""
+    rows = []
+    for (sampler, seed), (mean, noise) in sets.items():
+        x = np.random.default_rng(noise).standard_normal((n, D)) + mean
+        folder = tmp_path / PAPER / "e" / "symmetric" / sampler / "10"
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(folder / f"seed{seed}.npz", features=x.astype(np.float32), image_shape=np.array([1, 32, 32]))
+        rows.append(row(fid(x.astype(np.float32), REF), sampler=sampler, seed=seed, n_samples=n))
+    return rows
+
+
+def test_intervals_from_features_give_three_verdicts(tmp_path):
+    sources = {"fmnist-classifier": FeatureSource(tmp_path, REF)}
+    check = {"better": {"a": {"sampler": "a"}, "b": {"sampler": "b"}}}
+    same = _features(tmp_path / "same", {("a", 0): (0.3, 1), ("b", 0): (0.3, 2)})
+    result = judge(table(*same), check, sources={"fmnist-classifier": FeatureSource(tmp_path / "same", REF)})
+    assert result["verdict"] == INCONCLUSIVE and result["ci_low"] < 0 < result["ci_high"] and result["needed"]
+    assert result["paired"] == "paired"  # same seed, same image shape: the sets share their initial noise
+    far = _features(tmp_path, {("a", 0): (0.2, 1), ("b", 0): (1.0, 2)})
+    result = judge(table(*far), check, sources=sources)
+    assert result["verdict"] == HOLDS and 0 < result["ci_low"] < result["effect"] < result["ci_high"]
+    assert result["half_width"] == pytest.approx((result["ci_high"] - result["ci_low"]) / 2)
+    flipped = judge(table(*far), {"better": {"a": {"sampler": "b"}, "b": {"sampler": "a"}}}, sources=sources)
+    assert flipped["verdict"] == CONTRADICTED and flipped["ci_high"] < 0
+
+
+def test_paired_sets_decide_what_unpaired_sets_cannot(tmp_path):
+    """The same small shift of every image: paired by shared noise it is resolved, with independent
+    noise the same two distributions leave the claim inconclusive."""
+    check = {"better": {"a": {"sampler": "a"}, "b": {"sampler": "b"}}}
+    shift = np.array([0.0, 0.15, 0, 0])
+    paired = _features(tmp_path / "paired", {("a", 0): (0.3, 1), ("b", 0): (0.3 + shift, 1)})
+    unpaired = _features(tmp_path / "unpaired", {("a", 0): (0.3, 1), ("b", 0): (0.3 + shift, 2)})
+    with_pairs = judge(table(*paired), check, sources={"fmnist-classifier": FeatureSource(tmp_path / "paired", REF)})
+    without = judge(table(*unpaired), check, sources={"fmnist-classifier": FeatureSource(tmp_path / "unpaired", REF)})
+    assert with_pairs["half_width"] < without["half_width"] / 2
+
+
+def test_diverged_sets_are_left_out_and_named(tmp_path):
+    rows = _eta_rows([12.0, 8.0, 5.0], [18.0, 9.0, 6.0])
+    bright = lambda value, **kw: row(value, metric="bright_fraction", extractor="pixels", library="scipy", **kw)
+    rows += [bright(0.011, paper="real_data", experiment="train_split", sampler="none", steps=0),
+             bright(0.27, sampler="eta1", steps=20), bright(0.02, sampler="eta0", steps=20)]
+    result = judge(table(*rows), ETA)
+    assert result["verdict"] == NOT_EVALUATED and "e/symmetric/eta1/20/seed0 (bright pixels 27.0% > 5.5%)" \
+        in result["excluded"]
+    assert "no rows for sampler=eta1 at steps=20" in result["evidence"]
 
 
 # ---- validation, label checks and the stage --------------------------------------------------
 
-GOOD_CLAIM = {"id": "eta0_beats_ancestral", "text": "t", "source": "s",
+GOOD_CLAIM = {"id": "eta0_beats_ancestral", "title": "eta 0 beats ancestral", "text": "t", "source": "s",
               "check": {"better": {"a": {"sampler": "ddim_eta0"}, "b": {"sampler": "ddpm_large"}}}}
 
 
@@ -359,7 +409,7 @@ def test_shipped_claims_are_valid():
     replications = load_replications(ROOT / "replications")
     check_claims(replications)
     empty = evaluate_claims(table(), replications)
-    assert list(empty.columns) == COLUMNS and set(empty["holds"]) <= {NOT_EVALUATED}
+    assert list(empty.columns) == COLUMNS and set(empty["verdict"]) <= {NOT_EVALUATED}
 
 
 def test_stage_writes_claims_csv(tmp_path):
@@ -368,10 +418,23 @@ def test_stage_writes_claims_csv(tmp_path):
     metrics = table(row(8.0, "eps_simple", "ddim_eta0", paper="toy"),
                     row(9.0, "eps_simple", "ddpm_large", steps=100, paper="toy"))
     metrics.to_csv(tmp_path / "metrics.csv", index=False)
+    np.savez(tmp_path / "reference.npz", mu=np.zeros(D), sigma=np.eye(D))
     out = tmp_path / "out" / "claims.csv"
-    claims_stage.main(["--metrics", str(tmp_path / "metrics.csv"), "--replications", str(d), "--out", str(out)])
+    claims_stage.main(["--metrics", str(tmp_path / "metrics.csv"), "--replications", str(d), "--out", str(out),
+                       "--reference", str(tmp_path / "reference.npz"), "--draws", "50"])
     result = pd.read_csv(out, keep_default_na=False)
     assert list(result.columns) == COLUMNS and list(result["claim"]) == ["eta0_beats_ancestral", "missing"]
-    assert list(result["holds"]) == ["true", NOT_EVALUATED]
+    assert list(result["verdict"]) == [HOLDS, NOT_EVALUATED]
     assert "no rows for sampler=ddpm_large at steps=10" in result["evidence"][1]
-    assert math.isclose(float(result["ours"][0]), 8.0) and not list(out.parent.glob("*.part*"))
+    assert "no interval" in result["evidence"][0]  # no kept features here
+    assert math.isclose(float(result["effect"][0]), 1.0) and not list(out.parent.glob("*.part*"))
+
+
+def test_a_noise_allowance_is_rejected_with_what_replaced_it(tmp_path):
+    claim = {**copy.deepcopy(GOOD_CLAIM), "check": {"trend": {"along": "steps", "direction": "decreasing",
+                                                              "noise": 0.5}}}
+    with pytest.raises(ConfigError) as err:
+        load_replications(_replications(tmp_path, [claim]))
+    msg = str(err.value)
+    assert "\n" not in msg and "toy.yaml" in msg and "claims.0.check.trend.noise" in msg
+    assert "95% confidence interval" in msg

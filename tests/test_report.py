@@ -52,13 +52,26 @@ def test_library_agreement_reports_the_largest_difference():
     assert table.loc[0, "max_relative_difference"] == pytest.approx(0.025)
 
 
-def test_claims_front_marks_each_verdict():
-    claims = pd.DataFrame({"paper": ["a", "b", "c"], "text": ["x", "y", "z"], "holds": ["True", "False", "not evaluated"],
-                           "ours": [1.0, 2.0, float("nan")], "compared_with": [2.0, 1.0, float("nan")],
-                           "reference": [float("nan"), 2.35, float("nan")], "evidence": ["e1", "e2", "e3"]})
-    front = claims_front(claims)
-    assert list(front["holds"]) == ["✅", "❌", "— not evaluated"]
-    assert list(front["paper's number"]) == ["", "2.35", ""]
+def _claims(**columns):
+    from diffrepro.claims import COLUMNS
+    base = {c: [""] * 4 for c in COLUMNS}
+    base.update(paper=["a", "b", "c", "d"], title=["w", "x", "y", "z"], text=["tw", "tx", "ty", "tz"],
+                source=["s"] * 4, evidence=["e1", "e2", "e3", "e4"],
+                verdict=["holds", "contradicted", "inconclusive", "not evaluated"],
+                effect=[1.0, -2.0, 0.5, float("nan")], ci_low=[0.5, -3.0, -0.5, float("nan")],
+                ci_high=[1.5, -1.0, 1.5, float("nan")], seeds=["3", "1", "1", ""], n_samples=["400"] * 3 + [""],
+                paper_effect=[float("nan"), 2.35, float("nan"), float("nan")], needed=["", "", "≈ 9×", ""])
+    base.update(columns)
+    return pd.DataFrame(base)
+
+
+def test_claims_front_marks_each_verdict_with_effect_and_interval():
+    front = claims_front(_claims())
+    assert list(front["verdict"]) == ["✅ holds", "❌ contradicted", "❔ inconclusive", "— not evaluated"]
+    assert list(front["effect [95% CI]"]) == ["1 [0.5, 1.5]", "-2 [-3, -1]", "0.5 [-0.5, 1.5]", ""]
+    assert list(front["seeds × samples"]) == ["3 × 400", "1 × 400", "1 × 400", ""]
+    assert list(front["paper's effect"]) == ["", "2.35", "", ""] and front["to decide"][2] == "≈ 9×"
+    assert list(front["claim"]) == ["w", "x", "y", "z"]  # titles; the long text goes to the paper's section
 
 
 def test_job_times_count_busy_wall_time_once(tmp_path):
@@ -101,7 +114,8 @@ def test_paper_section_lists_its_deviations_under_its_table_at_their_scales(tmp_
         {"what": "a 1M-param UNet", "why": "a CPU budget", "effect": "higher FID", "scales": ["quick"]},
         {"what": "Fashion-MNIST, not CIFAR-10", "why": "no GPU needed", "effect": "FIDs not comparable\nin value"}]}
     metrics = rows([10.0, 12.0])
-    claims = pd.DataFrame(columns=["paper", "text", "holds", "ours", "compared_with", "reference", "evidence"])
+    from diffrepro.claims import COLUMNS
+    claims = pd.DataFrame(columns=COLUMNS)
 
     def section(scale, deviations=rep["deviations"]):
         return paper_section(Report(tmp_path / scale), "p", {**rep, "deviations": deviations}, scale, claims, metrics,

@@ -1,26 +1,37 @@
-"""Paper claims checked on metrics.csv: a small declarative vocabulary, evaluated with pandas.
+"""Paper claims checked on metrics.csv: a small declarative vocabulary, each check an effect with a
+95% confidence interval and one of three verdicts.
 
 A claim (`claims:` in replications/<paper>.yaml, schema `$defs/claim`) picks one metric
 (default: FID by clean-fid on the Fashion-MNIST classifier's features), averages it over seeds
-per configuration (experiment, input_scaling, sampler, steps, nfe), and applies one check:
+per configuration (experiment, input_scaling, sampler, steps, nfe), and computes one effect,
+positive on the paper's side:
 
-  near_value   one configuration lies within a tolerance of a number (the paper's)
-  best         among the values of a column, `expected` scores best
-  better       selection a beats selection b in every pair matched on `pair_on` (optionally by a factor)
-  near         a lies within a tolerance of b in every pair matched on `pair_on`
-  trend        the value falls (or rises) as `along` grows, steps against it up to `noise` tolerated
-  best_shifts  the best value of `among` falls (or rises) as `across` grows
-  ordering     the listed selections, best first, are in that order (inversions up to `noise`)
+  near_value   the configuration's value; the paper's side is the tolerance band around the target
+  best         the margin by which `expected` beats the best of the others
+  better       a's margin over b (b - a for a lower-is-better metric), averaged over the pairs
+               matched on `pair_on`
+  near         a / b (within_factor) or a - b (abs_tol, rel_tol), averaged over the pairs; the
+               paper's side is the tolerance band
+  trend        last minus first along `along`, signed so that the claimed direction is positive
+  best_shifts  how far the best value of `among` moves (in its own units) from the smallest to the
+               largest `across`, signed likewise
+  ordering     the smallest gap between neighbours of the claimed order (all in order: positive)
 
-Every check takes `select` (rows it looks at) and `per` (columns to check it separately for).
-Columns are the metrics columns above or an experiment's sweep `factors`. The verdict is true,
-false, or "not evaluated" when rows it needs are absent (e.g. a scale that does not run them),
-with the missing rows named. A counterexample among the rows present makes it false.
+The interval comes from bootstrap draws of every configuration's value (diffrepro.intervals:
+replicate networks, then images, resampled; pairs of sets that share their initial noise stay
+paired), or, for a scalar with a standard error row (`<metric>_se`), from the normal
+approximation. The verdict is `holds` when the interval lies inside the paper's side,
+`contradicted` when it lies wholly outside, `inconclusive` otherwise, and `not evaluated` when
+rows it needs are absent (named). A check run `per` group holds when every group holds and is
+contradicted when any group is. Sets whose pixels show divergence (bright-pixel share above
+DIVERGED_FACTOR times the real images') are left out and named.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .config import ConfigError
@@ -30,17 +41,15 @@ NAME_COLUMNS = ("experiment", "input_scaling", "sampler")
 EXTREMES = ("min", "max")  # `steps: max`: each (experiment, input_scaling, sampler)'s largest step count
 COUNT_COLUMNS = ("steps", "nfe")  # the columns that take min / max
 DEFAULTS = {"metric": "fid", "library": "clean-fid", "extractor": "fmnist-classifier", "lower_is_better": True}
-NOT_EVALUATED = "not evaluated"
-COLUMNS = ["paper", "claim", "holds", "evidence", "ours", "compared_with", "reference", "metric", "library",
-           "extractor", "seeds", "check", "text", "source"]
-
-
-@dataclass
-class Verdict:
-    holds: object  # True, False or NOT_EVALUATED
-    evidence: str
-    ours: float = math.nan  # our number the verdict turns on
-    compared_with: float = math.nan  # what it was compared with (ours, or the paper's number)
+HOLDS, CONTRADICTED, INCONCLUSIVE, NOT_EVALUATED = "holds", "contradicted", "inconclusive", "not evaluated"
+LEVEL = 0.95
+# A set is diverged when its share of bright pixels (>= 250/255) exceeds this many times that of
+# the same number of real training images (quick scale: real 1.1%, so 5.5%; speckled sets 24-27%).
+DIVERGED_FACTOR = 5.0
+COLUMNS = ["paper", "claim", "title", "verdict", "effect", "ci_low", "ci_high", "half_width", "side",
+           "paper_effect", "needed", "paired", "seeds", "n_samples", "excluded", "evidence", "metric", "library",
+           "extractor", "check", "text", "source"]
+FEATURE_FOLDERS = {"fmnist-classifier": "features"}  # where the evaluate stage keeps each set's features
 
 
 @dataclass(frozen=True)
@@ -52,12 +61,22 @@ class Metric:
     def label(self) -> str:
         return self.name.upper() if self.name in ("fid", "kid", "is") else self.name
 
-    def beats(self, a: float, b: float, factor: float = 1.0) -> bool:
-        """a is better than b, by `factor` (a·factor < b when lower is better)."""
-        return a * factor < b if self.lower_is_better else a > b * factor
+    def margin(self, a: float, b: float, factor: float = 1.0) -> float:
+        """How far a beats b (by `factor`): positive when a is better."""
+        return b - a * factor if self.lower_is_better else a - b * factor
 
     def best(self, values: dict):
         return (min if self.lower_is_better else max)(values, key=values.get)
+
+
+@dataclass
+class Effect:
+    """One check on one table of values: the effect (positive side = the paper's), its text, what
+    was missing, and the band the effect must lie in for the paper's claim."""
+    value: float
+    text: str = ""
+    problems: list = field(default_factory=list)
+    side: tuple = (0.0, math.inf)
 
 
 def fmt(value) -> str:
@@ -146,44 +165,35 @@ def values_by(frame: pd.DataFrame, column: str, where: str = ""):
     return values, problems
 
 
-def verdict(checks: list, problems: list, decisive=(math.nan, math.nan)) -> Verdict:
-    """checks: [(ok, text)]. Any failed check decides false; missing rows leave it unevaluated."""
-    failed = any(not ok for ok, _ in checks)
-    holds = False if failed else NOT_EVALUATED if problems or not checks else True
-    missing = [("also " if failed else f"{NOT_EVALUATED}: ") + "; ".join(problems)] if problems else []
-    evidence = "; ".join([text for _, text in checks] + missing)
-    return Verdict(holds, evidence, *decisive)
+def missing(problems: list) -> Effect:
+    return Effect(math.nan, "", problems)
 
 
 # ---- tolerances ----------------------------------------------------------------------------
 
-def close(a: float, b: float, spec: dict):
-    """(a within the spec's tolerance of b, how it reads, how far off relative to the tolerance)."""
-    if "abs_tol" in spec:
-        tol = spec["abs_tol"]
-        ok, bound, badness = abs(a - b) <= tol, f"±{fmt(tol)}", abs(a - b) / max(tol, 1e-300)
-    elif "rel_tol" in spec:
-        tol = spec["rel_tol"]
-        ok, bound, badness = abs(a - b) <= tol * abs(b), f"{100 * tol:g}%", abs(a - b) / max(tol * abs(b), 1e-300)
-    else:
-        tol = spec["within_factor"]
-        ratio = max(a, b) / min(a, b) if min(a, b) > 0 else math.inf
-        ok, bound, badness = ratio <= tol, f"a factor {fmt(tol)}", ratio / tol
-    return ok, f"{fmt(a)} {'within' if ok else 'not within'} {bound} of {fmt(b)}", badness
+def tolerance(spec: dict, b: float):
+    """(the compared quantity of a and b as a function, the band it must lie in, how the band reads)."""
+    if "within_factor" in spec:
+        f = spec["within_factor"]
+        return (lambda a: a / b if b else math.inf), (1 / f, f), f"within a factor {fmt(f)}"
+    tol = spec["abs_tol"] if "abs_tol" in spec else spec["rel_tol"] * abs(b)
+    reads = f"±{fmt(spec['abs_tol'])}" if "abs_tol" in spec else f"±{100 * spec['rel_tol']:g}%"
+    return (lambda a: a - b), (-tol, tol), reads
 
 
-# ---- the checks ----------------------------------------------------------------------------
+# ---- the checks: each maps a table of configuration values to an Effect ----------------------
 
-def near_value(table, spec, m: Metric) -> Verdict:
+def near_value(table, spec, m: Metric) -> Effect:
     row, problem = single(table, describe(spec.get("select", {})))
     if problem:
-        return Verdict(NOT_EVALUATED, problem)
-    value, target = float(row["value"]), spec["target"]
-    ok, text, _ = close(value, target, spec)
-    return Verdict(ok, f"{m.label} {text} (target)", value, target)
+        return missing([problem])
+    target = spec["target"]
+    compare, side, reads = tolerance(spec, target)
+    value = float(row["value"])
+    return Effect(compare(value), f"{m.label} {fmt(value)} against the paper's {fmt(target)} ({reads})", [], side)
 
 
-def best(table, spec, m: Metric) -> Verdict:
+def best(table, spec, m: Metric) -> Effect:
     among, expected = spec["among"], spec["expected"]
     values, problems = values_by(table, among)
     if "candidates" in spec:
@@ -191,12 +201,11 @@ def best(table, spec, m: Metric) -> Verdict:
         values = {k: v for k, v in values.items() if k in spec["candidates"]}
     others = {k: v for k, v in values.items() if k != expected}
     if expected not in values or not others:
-        missing = f"no rows for {among}={expected}" if expected not in values else f"no other {among} to compare with"
-        return Verdict(NOT_EVALUATED, "; ".join([missing] + problems))
-    ours, runner_up = values[expected], others[m.best(others)]
-    checks = [(m.beats(ours, v), f"{expected} {m.label} {fmt(ours)} {'beats' if m.beats(ours, v) else 'does not beat'} "
-                                 f"{fmt(k)} {fmt(v)}") for k, v in others.items()]
-    return verdict(checks, problems, (ours, runner_up))
+        return missing([f"no rows for {among}={expected}" if expected not in values
+                        else f"no other {among} to compare with"] + problems)
+    runner_up = m.best(others)
+    text = f"{expected} {m.label} {fmt(values[expected])}; " + ", ".join(f"{fmt(k)} {fmt(v)}" for k, v in others.items())
+    return Effect(m.margin(values[expected], others[runner_up]), text, problems)
 
 
 def paired(table, spec):
@@ -221,32 +230,27 @@ def paired(table, spec):
     return pairs, problems
 
 
-def better(table, spec, m: Metric) -> Verdict:
+def better(table, spec, m: Metric) -> Effect:
     factor, (a_name, b_name) = spec.get("by_factor", 1.0), (short(spec["a"]), short(spec["b"]))
     pairs, problems = paired(table, spec)
-    scaled = (lambda x: f"{fmt(x)} × {fmt(factor)}") if factor != 1 else fmt
-    checks, margins = [], []
-    for where, a, b in pairs:
-        ok = m.beats(a, b, factor)
-        lhs, rhs = (scaled(a), fmt(b)) if m.lower_is_better else (fmt(a), scaled(b))
-        op = ("<" if ok else ">=") if m.lower_is_better else (">" if ok else "<=")
-        checks.append((ok, f"{a_name} {m.label} {lhs} {op} {b_name} {rhs}{where}"))
-        margin = (b - a * factor) if m.lower_is_better else (a - b * factor)
-        margins.append((margin / max(abs(b), 1e-300), a, b))  # relative: the closest call decides
-    decisive = min(margins)[1:] if margins else (math.nan, math.nan)
-    return verdict(checks, problems, decisive)
+    if not pairs:
+        return missing(problems)
+    scaled = f" × {fmt(factor)}" if factor != 1 else ""
+    text = "; ".join(f"{a_name} {fmt(a)}{scaled} vs {b_name} {fmt(b)}{where}" for where, a, b in pairs)
+    return Effect(float(np.mean([m.margin(a, b, factor) for _, a, b in pairs])), f"{m.label} {text}", problems)
 
 
-def near(table, spec, m: Metric) -> Verdict:
+def near(table, spec, m: Metric) -> Effect:
     a_name, b_name = short(spec["a"]), short(spec["b"])
     pairs, problems = paired(table, spec)
-    checks, badness = [], []
-    for where, a, b in pairs:
-        ok, text, bad = close(a, b, spec)
-        checks.append((ok, f"{a_name} {m.label} {text} ({b_name}){where}"))
-        badness.append((bad, a, b))
-    decisive = max(badness)[1:] if badness else (math.nan, math.nan)
-    return verdict(checks, problems, decisive)
+    if not pairs:
+        return missing(problems)
+    compared, side, reads = [], None, ""
+    for _, a, b in pairs:
+        compare, side, reads = tolerance(spec, b)
+        compared.append(compare(a))
+    text = "; ".join(f"{a_name} {fmt(a)} vs {b_name} {fmt(b)}{where}" for where, a, b in pairs)
+    return Effect(float(np.mean(compared)), f"{m.label} {text} (paper: {reads})", problems, side)
 
 
 def _numeric_order(keys) -> list | None:
@@ -256,39 +260,26 @@ def _numeric_order(keys) -> list | None:
         return None
 
 
-def _moves(points: list, direction: str, noise: float, what: str):
-    """Checks that [(x, y)] (x increasing) moves `direction`: no step against it above noise,
-    and the last point beyond the first."""
-    sign = 1 if direction == "increasing" else -1
-    checks = [(False, f"{what} {'falls' if sign > 0 else 'rises'} by {fmt(abs(y1 - y0))} from {x0} to {x1}"
-                      + (f" (noise {fmt(noise)})" if noise else ""))
-              for (x0, y0), (x1, y1) in zip(points, points[1:]) if sign * (y0 - y1) > noise]
-    overall = sign * (points[-1][1] - points[0][1]) > 0
-    checks.append((overall, f"{what} {direction} overall" if overall else f"{what} not {direction} overall"))
-    return checks
+def _signed(direction: str) -> int:
+    return 1 if direction == "increasing" else -1
 
 
-def trend(table, spec, m: Metric) -> Verdict:
-    along, direction, noise = spec["along"], spec["direction"], spec.get("noise", 0.0)
+def trend(table, spec, m: Metric) -> Effect:
+    along, direction = spec["along"], spec["direction"]
     values, problems = values_by(table, along)
     order = _numeric_order(values)
     if problems or order is None or len(order) < 2:
-        reason = (f"{along} values {list(values)} are not numbers" if order is None
-                  else f"needs 2 or more values of {along}, found {[fmt(k) for k in order]}")
-        return Verdict(NOT_EVALUATED, "; ".join(problems or [reason]))
-    points = [(f"{along}={fmt(k)}", values[k]) for k in order]
-    series = f"{m.label} " + " → ".join(f"{fmt(y)} ({x})" for x, y in points)
-    checks = _moves(points, direction, noise, m.label)
-    ok = all(c for c, _ in checks)
-    return Verdict(ok, "; ".join([series] + [t for c, t in checks if not c]), points[-1][1], points[0][1])
+        return missing(problems or [f"{along} values {list(values)} are not numbers" if order is None
+                                    else f"needs 2 or more values of {along}, found {[fmt(k) for k in order]}"])
+    series = f"{m.label} " + " → ".join(f"{fmt(values[k])} ({along}={fmt(k)})" for k in order)
+    return Effect(_signed(direction) * (values[order[-1]] - values[order[0]]), series)
 
 
-def best_shifts(table, spec, m: Metric) -> Verdict:
+def best_shifts(table, spec, m: Metric) -> Effect:
     among, across, direction = spec["among"], spec["across"], spec["direction"]
-    groups = by_key(table, [across])
     everyone = set(table[among].dropna())
     winners, problems = [], []
-    for (key,), rows in groups.items():
+    for (key,), rows in by_key(table, [across]).items():
         where = f" at {across}={fmt(key)}"
         values, trouble = values_by(rows, among, where)
         problems += trouble + [f"no rows for {among}={fmt(v)}{where}" for v in sorted(everyone - set(values), key=str)]
@@ -298,82 +289,108 @@ def best_shifts(table, spec, m: Metric) -> Verdict:
     order = _numeric_order([k for k, _, _ in winners])
     numbers = _numeric_order([w for _, w, _ in winners]) is not None
     if problems or order is None or not numbers or len(winners) < 2:
-        reason = (f"{across} and {among} must be numbers" if order is None or not numbers
-                  else f"needs 2 or more values of {across}")
-        return Verdict(NOT_EVALUATED, "; ".join(problems or [reason]))
+        return missing(problems or [f"{across} and {among} must be numbers" if order is None or not numbers
+                                    else f"needs 2 or more values of {across}"])
     winners.sort(key=lambda w: float(w[0]))
     text = f"best {among} by {m.label}: " + "; ".join(f"{fmt(w)} ({m.label} {fmt(v)}) at {across}={fmt(k)}"
                                                      for k, w, v in winners)
-    checks = _moves([(f"{across}={fmt(k)}", float(w)) for k, w, _ in winners], direction, 0.0, f"best {among}")
-    ok = all(c for c, _ in checks)
-    return Verdict(ok, "; ".join([text] + [t for c, t in checks if not c]),
-                   float(winners[-1][1]), float(winners[0][1]))
+    return Effect(_signed(direction) * (float(winners[-1][1]) - float(winners[0][1])), text)
 
 
-def ordering(table, spec, m: Metric) -> Verdict:
-    noise, present, problems = spec.get("noise", 0.0), [], []
+def ordering(table, spec, m: Metric) -> Effect:
+    present, problems = [], []
     for selection in spec["order"]:
         row, problem = single(pick(table, selection), describe(selection))
         if problem:
             problems.append(problem)
         else:
             present.append((short(selection), float(row["value"])))
-    checks, worst = [], []
-    for (n0, v0), (n1, v1) in zip(present, present[1:]):
-        against = (v0 - v1) if m.lower_is_better else (v1 - v0)  # > 0: n1 scored better than n0
-        ok = against <= noise
-        relation = "ahead of" if ok else "behind"
-        checks.append((ok, f"{n0} {m.label} {fmt(v0)} {relation} {n1} {fmt(v1)}"
-                           + (f" (noise {fmt(noise)})" if noise and against > 0 else "")))
-        worst.append((against, v0, v1))
-    return verdict(checks, problems, max(worst)[1:] if worst else (math.nan, math.nan))
+    if len(present) < 2 or problems:
+        return missing(problems or ["needs 2 or more of the ordered selections"])
+    gaps = [m.margin(v0, v1) for (_, v0), (_, v1) in zip(present, present[1:])]
+    return Effect(min(gaps), f"{m.label} " + " | ".join(f"{n} {fmt(v)}" for n, v in present))
 
 
 KINDS = {"near_value": near_value, "best": best, "better": better, "near": near, "trend": trend,
          "best_shifts": best_shifts, "ordering": ordering}
 
 
-# ---- evaluating claims ---------------------------------------------------------------------
+# ---- intervals and verdicts ----------------------------------------------------------------
 
-def _combine(parts: list) -> Verdict:
-    """The verdict of a check run `per` group: false if any group fails, unevaluated if any is."""
-    holds = [v.holds for _, v in parts]
-    overall = False if False in holds else NOT_EVALUATED if NOT_EVALUATED in holds else True
-    decisive = next((v for _, v in parts if v.holds is False), parts[0][1])
-    evidence = "; ".join(f"[{name}] {v.evidence}" for name, v in parts)
-    return Verdict(overall, evidence, decisive.ours, decisive.compared_with)
-
-
-def run_check(table: pd.DataFrame, check: dict, m: Metric, what: str) -> Verdict:
+def run_check(table: pd.DataFrame, check: dict, m: Metric) -> list:
+    """[(group name, Effect)] of the check on an already selected table, one per `per` group."""
     (kind, spec), = check.items()
-    table = pick(table, spec.get("select", {}))
-    if table.empty:
-        return Verdict(NOT_EVALUATED, f"no {what} rows for {describe(spec.get('select', {}))}")
     per = spec.get("per", [])
     if not per:
-        return KINDS[kind](table, spec, m)
-    return _combine([(key_text(per, key), KINDS[kind](rows, spec, m)) for key, rows in by_key(table, per).items()])
+        return [("", KINDS[kind](table, spec, m))]
+    return [(key_text(per, key), KINDS[kind](rows, spec, m)) for key, rows in by_key(table, per).items()]
 
+
+def basic_interval(point: float, draws) -> tuple:
+    draws = np.asarray(draws, dtype=np.float64)
+    draws = draws[np.isfinite(draws)]
+    if not np.isfinite(point) or draws.size == 0:
+        return (point, point)
+    lo, hi = np.quantile(draws, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    return (float(2 * point - hi), float(2 * point - lo))
+
+
+def decide(low: float, high: float, side: tuple) -> str:
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return NOT_EVALUATED
+    if side[0] < low and high < side[1]:
+        return HOLDS
+    if high < side[0] or low > side[1]:
+        return CONTRADICTED
+    return INCONCLUSIVE
+
+
+def needed(effect: float, low: float, high: float, side: tuple) -> str:
+    """For an inconclusive verdict: about how many times the seeds and samples would shrink the
+    interval (as 1/sqrt(count)) until it clears the nearest edge of the paper's side."""
+    edges = [e for e in side if math.isfinite(e)]
+    distance = min(abs(effect - e) for e in edges) if edges else math.inf
+    half = (high - low) / 2
+    if not half > 0:
+        return ""
+    factor = (half / distance) ** 2 if distance > 0 else math.inf
+    return f"> 100×" if factor > 100 else f"≈ {max(factor, 1.0):.2g}×"
+
+
+@dataclass
+class GroupResult:
+    name: str
+    effect: Effect
+    low: float
+    high: float
+
+    @property
+    def verdict(self) -> str:
+        if self.effect.problems:  # rows the claim asks for are absent: it is not the claim as stated
+            return NOT_EVALUATED
+        return decide(self.low, self.high, self.effect.side)
+
+    @property
+    def margin(self) -> float:
+        """How far inside the paper's side the interval is (negative: it reaches outside)."""
+        return min(self.low - self.effect.side[0], self.effect.side[1] - self.high)
+
+
+def combine(groups: list) -> GroupResult:
+    """The group a per-group claim's verdict turns on: a contradicted one, else an unevaluated or
+    inconclusive one with the least margin, else the holding one with the least margin."""
+    for wanted in (CONTRADICTED, NOT_EVALUATED, INCONCLUSIVE, HOLDS):
+        chosen = [g for g in groups if g.verdict == wanted]
+        if chosen:
+            return min(chosen, key=lambda g: g.margin if np.isfinite(g.margin) else -math.inf)
+    raise ValueError("no groups")
+
+
+# ---- the values a claim is decided on -------------------------------------------------------
 
 def factors_of(doc: dict) -> dict:
     """{experiment: {factor: value}} from the sweep expansion (experiments without factors: {})."""
     return {name: exp.get("factors", {}) for name, exp in doc.get("experiments", {}).items()}
-
-
-def config_table(metrics: pd.DataFrame, paper: str, want: dict, factors: dict):
-    """(one row per configuration of `paper` with value = mean over seeds, problem or None)."""
-    rows = metrics[metrics["paper"] == paper].dropna(subset=["value"])
-    chosen = rows[(rows["metric"] == want["metric"]) & (rows["library"] == want["library"])
-                  & (rows["extractor"] == want["extractor"])]
-    if chosen.empty:
-        have = sorted({"/".join(map(str, k)) for k in rows[["metric", "library", "extractor"]].itertuples(index=False)})
-        return None, (f"no {want['metric']} rows by {want['library']} on {want['extractor']} for {paper}"
-                      + (f" (metric/library/extractor present: {', '.join(have)})" if have else " (no rows at all)"))
-    table = (chosen.groupby(CONFIG_COLUMNS, dropna=False)
-             .agg(value=("value", "mean"), seeds=("seed", "nunique")).reset_index())
-    for name in sorted({f for fs in factors.values() for f in fs}):
-        table[name] = table["experiment"].map(lambda e, name=name: factors.get(e, {}).get(name))
-    return table, None
 
 
 def default_extractor(metrics: pd.DataFrame, paper: str) -> str:
@@ -383,31 +400,164 @@ def default_extractor(metrics: pd.DataFrame, paper: str) -> str:
     return "inception" if DEFAULTS["extractor"] not in present and "inception" in present else DEFAULTS["extractor"]
 
 
-def evaluate_claim(metrics: pd.DataFrame, paper: str, claim: dict, factors: dict | None = None) -> dict:
-    """One claims.csv row: the verdict of `claim` on the metrics of `paper`."""
+def diverged_sets(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Sample sets (paper, experiment, input_scaling, sampler, steps, seed) with their bright-pixel share
+    above DIVERGED_FACTOR times the real training images' (the real-data floor rows); with the limit."""
+    bright = metrics[(metrics["extractor"] == "pixels") & (metrics["metric"] == "bright_fraction")]
+    real = bright.loc[bright["paper"] == "real_data", "value"]
+    if bright.empty or real.empty:
+        return bright.iloc[:0].assign(limit=[])
+    limit = DIVERGED_FACTOR * float(real.mean())
+    return bright[(bright["paper"] != "real_data") & (bright["value"] > limit)].assign(limit=limit)
+
+
+SET_COLUMNS = ["experiment", "input_scaling", "sampler", "steps", "seed"]
+
+
+def set_name(row) -> str:
+    return f"{row['experiment']}/{row['input_scaling']}/{row['sampler']}/{row['steps']}/seed{row['seed']}"
+
+
+def config_table(metrics: pd.DataFrame, paper: str, want: dict, factors: dict, excluded: pd.DataFrame):
+    """(one row per configuration of `paper`: value = mean over its seeds, `seed_list`, n_samples;
+    problem or None). Sets in `excluded` are left out."""
+    rows = metrics[metrics["paper"] == paper].dropna(subset=["value"])
+    chosen = rows[(rows["metric"] == want["metric"]) & (rows["library"] == want["library"])
+                  & (rows["extractor"] == want["extractor"])]
+    if chosen.empty:
+        have = sorted({"/".join(map(str, k)) for k in rows[["metric", "library", "extractor"]].itertuples(index=False)})
+        return None, (f"no {want['metric']} rows by {want['library']} on {want['extractor']} for {paper}"
+                      + (f" (metric/library/extractor present: {', '.join(have)})" if have else " (no rows at all)"))
+    mine = excluded[excluded["paper"] == paper]
+    if len(mine):
+        out = chosen.merge(mine[SET_COLUMNS].drop_duplicates(), on=SET_COLUMNS, how="left", indicator=True)
+        chosen = out[out["_merge"] == "left_only"].drop(columns="_merge")
+    table = (chosen.groupby(CONFIG_COLUMNS, dropna=False)
+             .agg(value=("value", "mean"), seeds=("seed", "nunique"), seed_list=("seed", lambda s: tuple(sorted(s))),
+                  n_samples=("n_samples", "min")).reset_index())
+    for name in sorted({f for fs in factors.values() for f in fs}):
+        table[name] = table["experiment"].map(lambda e, name=name: factors.get(e, {}).get(name))
+    return table, None
+
+
+@dataclass
+class FeatureSource:
+    """Where the features of one extractor's sets are, and the fixed reference statistics."""
+    folder: Path
+    reference: object  # intervals.Reference
+
+    def path(self, paper, row, seed) -> Path:
+        return (self.folder / paper / str(row["experiment"]) / str(row["input_scaling"]) / str(row["sampler"])
+                / str(int(row["steps"])) / f"seed{int(seed)}.npz")
+
+
+def feature_draws(table: pd.DataFrame, paper: str, source: FeatureSource, draws: int, seed: int):
+    """([configurations, draws] bootstrap values of the table's rows, paired or None), or (None,
+    why not) when some set's features are missing."""
+    from .intervals import bootstrap_values
+
+    sets, shapes = {}, set()
+    for index, row in table.iterrows():
+        per_seed = {}
+        for s in row["seed_list"]:
+            path = source.path(paper, row, s)
+            if not path.exists():
+                return None, f"no interval: {path} is missing"
+            with np.load(path) as f:
+                per_seed[s] = f["features"]
+                shapes.add((tuple(f["image_shape"]) if "image_shape" in f.files else None, len(f["features"])))
+        sets[index] = per_seed
+    values = bootstrap_values(sets, source.reference, draws=draws, seed=seed)
+    seed_lists = {tuple(r) for r in table["seed_list"]}
+    shares_noise = len(seed_lists) == 1 and len(shapes) == 1 and None not in {s for s, _ in shapes}
+    return np.stack([values[i] for i in table.index]), shares_noise
+
+
+def scalar_draws(table: pd.DataFrame, metrics: pd.DataFrame, paper: str, want: dict, draws: int, seed: int):
+    """Normal draws of a single-seed scalar from its `<metric>_se` row, or None without one."""
+    se_rows = metrics[(metrics["paper"] == paper) & (metrics["metric"] == f"{want['metric']}_se")
+                      & (metrics["library"] == want["library"])]
+    if se_rows.empty or len(table) != 1:
+        return None
+    se = float(se_rows["value"].iloc[0])
+    rng = np.random.default_rng(seed)
+    return table["value"].to_numpy()[:, None] + se * rng.standard_normal((1, draws))
+
+
+# ---- evaluating claims ---------------------------------------------------------------------
+
+def evaluate_claim(metrics: pd.DataFrame, paper: str, claim: dict, factors: dict | None = None,
+                   sources: dict | None = None, draws: int = 1000, seed: int = 0) -> dict:
+    """One claims.csv row: effect, interval and verdict of `claim` on the metrics of `paper`.
+    `sources`: {extractor: FeatureSource} of the sets' kept features (no interval without)."""
     want = {key: claim.get(key, default) for key, default in DEFAULTS.items()}
     want["extractor"] = claim.get("extractor", default_extractor(metrics, paper))
     m = Metric(want["metric"], want["lower_is_better"])
     (kind, spec), = claim["check"].items()
-    table, problem = config_table(metrics, paper, want, factors or {})
-    seeds = ""
+    row = {"paper": paper, "claim": claim["id"], "title": claim.get("title", claim["id"]),
+           "paper_effect": claim.get("paper_effect", spec.get("target", math.nan)), "metric": want["metric"],
+           "library": want["library"], "extractor": want["extractor"], "check": kind, "text": claim["text"],
+           "source": claim["source"], "excluded": "", "paired": "", "needed": "", "seeds": "", "n_samples": ""}
+    excluded = diverged_sets(metrics)
+    table, problem = config_table(metrics, paper, want, factors or {}, excluded)
+    selection = spec.get("select", {})
+    if table is not None:
+        table = pick(table, selection)
+        if table.empty:
+            problem = f"no {m.name} rows for {describe(selection)}"
     if problem:
-        result = Verdict(NOT_EVALUATED, problem)
+        return {**row, "verdict": NOT_EVALUATED, "evidence": problem}
+    mine = excluded[excluded["paper"] == paper]
+    for column, wanted in _items(selection):  # the excluded sets the selection would have taken
+        if column in CONFIG_COLUMNS and wanted not in EXTREMES:
+            mine = mine[_matches(mine[column], wanted)]
+    row["excluded"] = "; ".join(f"{set_name(r)} (bright pixels {100 * r['value']:.1f}% > {100 * r['limit']:.1f}%)"
+                                for _, r in mine.iterrows())
+    point = run_check(table, claim["check"], m)
+    source = (sources or {}).get(want["extractor"]) if m.name == "fid" else None
+    note, shares_noise, values = "", None, None
+    if source is not None:
+        values, shares_noise = feature_draws(table, paper, source, draws, seed)
+        if values is None:
+            note, shares_noise = shares_noise, None
     else:
-        used = pick(table, spec.get("select", {}))["seeds"]
-        seeds = "" if used.empty else str(used.min()) if used.min() == used.max() else f"{used.min()}-{used.max()}"
-        result = run_check(table, claim["check"], m, f"{m.name} ({want['library']}, {want['extractor']})")
-    holds = {True: "true", False: "false"}.get(result.holds, NOT_EVALUATED)
-    reference = claim.get("reference", spec["target"] if kind == "near_value" else math.nan)
-    return {"paper": paper, "claim": claim["id"], "holds": holds, "evidence": result.evidence,
-            "ours": result.ours, "compared_with": result.compared_with, "reference": reference,
-            "metric": want["metric"], "library": want["library"], "extractor": want["extractor"], "seeds": seeds,
-            "check": kind, "text": claim["text"], "source": claim["source"]}
+        values = scalar_draws(table, metrics, paper, want, draws, seed)
+        note = "" if values is not None else "point estimate only: no features or standard error for an interval"
+    groups = []
+    for g, (name, effect) in enumerate(point):
+        effect_draws = []
+        if values is not None and np.isfinite(effect.value):
+            for b in range(values.shape[1]):
+                drawn = run_check(table.assign(value=values[:, b]), claim["check"], m)[g][1]
+                effect_draws.append(drawn.value)
+        low, high = basic_interval(effect.value, effect_draws)
+        groups.append(GroupResult(name, effect, low, high))
+    decisive = combine(groups)
+    verdict = decisive.verdict
+    evidence = "; ".join(
+        (f"[{g.name}] " if g.name else "") + g.effect.text
+        + (f" → effect {fmt(g.effect.value)} [{fmt(g.low)}, {fmt(g.high)}] {g.verdict}" if np.isfinite(g.effect.value) else "")
+        for g in groups)
+    problems = [p for g in groups for p in g.effect.problems]
+    if problems:
+        evidence += ("; " if evidence else "") + f"{NOT_EVALUATED if verdict == NOT_EVALUATED else 'also missing'}: " + "; ".join(problems)
+    if note:
+        evidence += f" ({note})"
+    used = table["seed_list"].map(len)
+    return {**row, "verdict": verdict, "effect": decisive.effect.value, "ci_low": decisive.low,
+            "ci_high": decisive.high, "half_width": (decisive.high - decisive.low) / 2,
+            "side": f"({fmt(decisive.effect.side[0])}, {fmt(decisive.effect.side[1])})",
+            "needed": needed(decisive.effect.value, decisive.low, decisive.high, decisive.effect.side)
+            if verdict == INCONCLUSIVE else "",
+            "paired": "" if shares_noise is None else "paired" if shares_noise else "unpaired",
+            "seeds": str(used.min()) if used.min() == used.max() else f"{used.min()}-{used.max()}",
+            "n_samples": str(int(table["n_samples"].min())), "evidence": evidence}
 
 
-def evaluate_claims(metrics: pd.DataFrame, replications: dict) -> pd.DataFrame:
+def evaluate_claims(metrics: pd.DataFrame, replications: dict, sources: dict | None = None,
+                    draws: int = 1000) -> pd.DataFrame:
     """claims.csv: one row per claim of every replication, in file order."""
-    rows = [evaluate_claim(metrics, paper, claim, factors_of(doc))
+    rows = [evaluate_claim(metrics, paper, claim, factors_of(doc), sources, draws)
             for paper, doc in sorted(replications.items()) for claim in doc.get("claims", [])]
     return pd.DataFrame(rows, columns=COLUMNS)
 

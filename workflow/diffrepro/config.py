@@ -39,6 +39,13 @@ def _key_path(error) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 
 
+# keys that existed once: what a file that still has them should do instead
+REMOVED_KEYS = {
+    "noise": "'noise' allowances are gone: a claim's verdict now comes from the 95% confidence interval of "
+             "its effect (README: Claims); delete the key",
+}
+
+
 def _explain(error) -> str:
     """Turn a jsonschema error into 'key: what is wrong (allowed: ...)'."""
     # oneOf/anyOf errors hide the useful message in their context; take the deepest one.
@@ -47,6 +54,9 @@ def _explain(error) -> str:
     key, schema = _key_path(error), error.schema
     if error.validator == "additionalProperties":
         unexpected = sorted(set(error.instance) - set(schema.get("properties", {})))
+        removed = [k for k in unexpected if k in REMOVED_KEYS]
+        if removed:
+            return f"{key}.{removed[0]}: {REMOVED_KEYS[removed[0]]}"
         allowed = ", ".join(schema.get("properties", {})) or "none"
         return f"{key}: unknown key(s) {', '.join(unexpected)} (allowed: {allowed})"
     if error.validator == "enum":
@@ -374,6 +384,12 @@ class Plan:
         runs = [f"{results}/{folder[self.extractor(r['paper'], r['experiment'])]}/{r['paper']}/{r['experiment']}/"
                 f"{r['scaling']}/{r['sampler']}/{r['steps']}/seed{r['seed']}.csv" for r in self.sample_runs()]
         return runs + [f"{results}/metrics/real_data/seed{s}.csv" for s in self.scale_cfg["sampling"]["seeds"]]
+
+    def feature_files(self, results: str) -> list:
+        """The kept classifier features of every sample set scored with the classifier (rule evaluate)."""
+        return [f"{results}/features/{r['paper']}/{r['experiment']}/{r['scaling']}/{r['sampler']}/{r['steps']}/"
+                f"seed{r['seed']}.npz" for r in self.sample_runs()
+                if self.extractor(r["paper"], r["experiment"]) == "fmnist-classifier"]
 
     def runs(self):
         """Every (paper, experiment, scaling) that is sampled."""

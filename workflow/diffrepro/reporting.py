@@ -88,12 +88,50 @@ def library_agreement(metrics: pd.DataFrame) -> pd.DataFrame:
                  max_relative_difference=("rel", "max")).reset_index())
 
 
+VERDICT_MARKS = {"holds": "✅ holds", "contradicted": "❌ contradicted", "inconclusive": "❔ inconclusive",
+                 "not evaluated": "— not evaluated"}
+EFFECT_SENTENCE = (
+    "Each claim's *effect* is a number that is positive when the data side with the paper (e.g. FID(b) − FID(a) "
+    "for \"a beats b\"; for a claim that two things are near, the ratio or difference, which must lie in the "
+    "paper's tolerance band shown as \"side\"). The brackets are its 95% confidence interval from a "
+    "bootstrap that resamples replicate networks and then the images of each set (paired by initial noise where "
+    "sets share it): **holds** when the whole interval is on the paper's side, **contradicted** when it is "
+    "wholly on the other side, **inconclusive** otherwise, with about how many times more seeds and samples "
+    "would decide it.")
+
+
+def effect_text(row) -> str:
+    effect, low, high = (_num(row.get(k)) for k in ("effect", "ci_low", "ci_high"))
+    if not effect:
+        return ""
+    return effect if low == high else f"{effect} [{low}, {high}]"
+
+
 def claims_front(claims: pd.DataFrame) -> pd.DataFrame:
-    """The front page: one line per claim, the verdict, our number and the paper's."""
-    verdict = claims["holds"].astype(str).str.lower().map({"true": "✅", "false": "❌"}).fillna("— not evaluated")
-    return pd.DataFrame({"paper": claims["paper"], "claim": claims["text"], "holds": verdict,
-                         "ours": claims["ours"].map(_num), "compared with": claims["compared_with"].map(_num),
-                         "paper's number": claims["reference"].map(_num), "evidence": claims["evidence"]})
+    """The compact claims table: paper, short title, verdict, effect with its interval, seeds × samples,
+    the paper's own effect; the long text and the evidence go to the paper's section."""
+    rows = claims.to_dict("records")
+    return pd.DataFrame({
+        "paper": claims["paper"], "claim": claims["title"],
+        "verdict": [VERDICT_MARKS.get(str(r["verdict"]), str(r["verdict"])) for r in rows],
+        "effect [95% CI]": [effect_text(r) for r in rows],
+        "side": claims["side"].fillna(""),
+        "seeds × samples": [f"{r['seeds']} × {r['n_samples']}" if _num(r.get("seeds")) else "" for r in rows],
+        "design": claims["paired"].fillna(""),
+        "to decide": claims["needed"].fillna(""),
+        "paper's effect": claims["paper_effect"].map(_num)})
+
+
+def claims_details(claims: pd.DataFrame) -> str:
+    """The paper section's claim list: title, verdict, the paper's words, the evidence, what was excluded."""
+    lines = []
+    for r in claims.to_dict("records"):
+        lines.append(f"- **{r['title']}** — {VERDICT_MARKS.get(str(r['verdict']), r['verdict'])}"
+                     + (f", effect {effect_text(r)}" if effect_text(r) else "") + f". _{r['text']}_ ({r['source']})")
+        lines.append(f"  Evidence: {r['evidence']}")
+        if isinstance(r.get("excluded"), str) and r["excluded"]:
+            lines.append(f"  Left out as diverged: {r['excluded']}")
+    return "\n".join(lines)
 
 
 def _num(value) -> str:

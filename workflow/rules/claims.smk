@@ -10,6 +10,8 @@ except ConfigError as err:
 rule claims:
     input:
         metrics=f"{RES}/metrics.csv",
+        reference=f"{RES}/reference/fashion_mnist_test.npz",
+        features=PLAN.feature_files(RES),
         # local(): the YAMLs ship with the workflow, not on a cluster's storage volume
         replications=[local(str(p)) for p in sorted(Path(config["replications"]).glob("*.yaml"))],
     output:
@@ -22,4 +24,4 @@ rule claims:
         f"{RES}/logs/claims.log",
     shell:
         "python -m diffrepro.stages.claims --metrics {input.metrics} --replications {params.replications:q} "
-        "--out {output} 2> {log}"
+        "--reference {input.reference} --out {output} 2> {log}"

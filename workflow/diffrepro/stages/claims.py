@@ -1,30 +1,44 @@
-"""Stage: evaluate every paper's claims (replications/*.yaml `claims:`) on metrics.csv into claims.csv."""
+"""Stage: evaluate every paper's claims (replications/*.yaml `claims:`) on metrics.csv into claims.csv:
+each claim's effect, its 95% bootstrap interval from the sets' kept features, and its verdict."""
 
 import argparse
 import sys
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from ..claims import NOT_EVALUATED, check_claims, evaluate_claims
+from ..claims import FEATURE_FOLDERS, FeatureSource, evaluate_claims, check_claims
 from ..config import load_replications
+from ..intervals import Reference
 from ..io import atomic_path
 from . import run_stage
+
+
+def feature_sources(results: Path, reference) -> dict:
+    """{extractor: FeatureSource}: the classifier's features under <results>/features against the
+    reference file's mu and sigma."""
+    with np.load(reference) as f:
+        ref = Reference.of(f["mu"], f["sigma"])
+    return {name: FeatureSource(results / folder, ref) for name, folder in FEATURE_FOLDERS.items()}
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--metrics", required=True, help="results/<scale>/metrics.csv")
     p.add_argument("--replications", required=True, help="folder of replication YAML files")
+    p.add_argument("--reference", required=True, help="the classifier's reference features (reference stage)")
+    p.add_argument("--draws", type=int, default=1000, help="bootstrap draws per claim")
     p.add_argument("--out", required=True, help="claims.csv to write")
     args = p.parse_args(argv)
     replications = load_replications(args.replications)
     check_claims(replications, args.replications)
-    table = evaluate_claims(pd.read_csv(args.metrics), replications)
+    sources = feature_sources(Path(args.metrics).parent, args.reference)
+    table = evaluate_claims(pd.read_csv(args.metrics), replications, sources, args.draws)
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp, index=False)
-    counts = table["holds"].value_counts()
-    print(f"{len(table)} claims: {counts.get('true', 0)} hold, {counts.get('false', 0)} do not, "
-          f"{counts.get(NOT_EVALUATED, 0)} {NOT_EVALUATED}", file=sys.stderr)
+    counts = table["verdict"].value_counts()
+    print(f"{len(table)} claims: " + ", ".join(f"{n} {v}" for v, n in counts.items()), file=sys.stderr)
 
 
 if __name__ == "__main__":

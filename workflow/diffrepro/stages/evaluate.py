@@ -60,12 +60,12 @@ def feature_rows(extractor_name: str, scored: dict, seed: int) -> list:
              "n_samples": len(scored["features"])} for metric, value in values.items()]
 
 
-def save_features(path, features) -> None:
-    """The set's features in image order (image k of every set at one seed starts from the same
-    noise): the claims resample them instead of running any network again."""
+def save_features(path, features, image_shape) -> None:
+    """The set's features in image order (image k of every set at one seed and image shape starts
+    from the same noise): the claims resample them instead of running any network again."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, features=np.asarray(features, dtype=np.float32))
+            np.savez(f, features=np.asarray(features, dtype=np.float32), image_shape=np.asarray(image_shape))
 
 
 def sample_run(path):
@@ -91,11 +91,13 @@ def main(argv=None):
 
     if args.samples:
         images, run = sample_run(args.samples)
+        drawn_shape = images.shape[1:]
         # models trained at another resolution (Chen 2023's sweep) are scored at the reference's
         images = resample(images, args.resolution)
         name = args.samples
     else:
         images, run = real_floor_run(args.real_data, args.n, args.seed, args.resolution)
+        drawn_shape = images.shape[1:]
         name = f"{args.n} training images"
     extractor, checks = Extractor(FMNIST_CLASSIFIER, args.classifier), {}
     if args.misread:
@@ -107,7 +109,7 @@ def main(argv=None):
                            kid_subsets=fid["kid_subsets"], seed=run["seed"], name=name, features_out=scored, **checks)
     rows += feature_rows(extractor.name, scored, run["seed"])
     if args.features:
-        save_features(args.features, scored["features"])
+        save_features(args.features, scored["features"], drawn_shape)
     reference_set, reference_pixels = read_reference_set(args.reference)
     table = rows_for({**run, "reference_set": reference_set}, rows + pixel_rows(images, reference_pixels))
     out = Path(args.out)

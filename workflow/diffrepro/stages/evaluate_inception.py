@@ -34,7 +34,7 @@ def main(argv=None):
                            seed=run["seed"], name=args.samples, image_shape=images.shape[1:], features_out=scored)
     rows += feature_rows(extractor.name, scored, run["seed"])
     if args.features:
-        save_features(args.features, scored["features"])
+        save_features(args.features, scored["features"], images.shape[1:])
     with atomic_path(args.out) as tmp:
         rows_for({**run, "reference_set": reference_set}, rows + pixel_rows(images, reference_pixels)).to_csv(tmp, index=False)
 

@@ -17,8 +17,8 @@ import pandas as pd
 from .. import figures
 from ..config import load_replications
 from ..features import INCEPTION, available_extractors
-from ..reporting import (REAL, claims_front, deviations_markdown, git_revision, library_agreement, machine,
-                         markdown, metric_table, model_rows, paper_table, reference_rows)
+from ..reporting import (EFFECT_SENTENCE, REAL, claims_details, claims_front, deviations_markdown, git_revision,
+                         library_agreement, machine, markdown, metric_table, model_rows, paper_table, reference_rows)
 from . import run_stage
 
 GRID_IMAGES = 64
@@ -139,7 +139,7 @@ def paper_section(report: Report, paper: str, rep: dict, scale: str, claims: pd.
     lines = [f"## {paper}: {rep['title']}", "", f"_{rep['citation']}_", ""]
     paper_claims = claims[claims["paper"] == paper]
     if len(paper_claims):
-        lines += [markdown(claims_front(paper_claims).drop(columns=["paper"])), ""]
+        lines += [claims_details(paper_claims), ""]
     table = paper_table(metrics, paper, rep.get("reference", []))
     if len(table):
         report.table(table, f"{paper}.csv")
@@ -174,7 +174,8 @@ def main(argv=None):
     results = Path(args.metrics).parent
 
     metrics = pd.read_csv(args.metrics)
-    claims = pd.read_csv(args.claims, dtype={"holds": str})
+    claims = pd.read_csv(args.claims, dtype={"verdict": str, "seeds": str, "n_samples": str, "needed": str,
+                                               "paired": str, "excluded": str, "side": str})
     clf = json.loads(Path(args.classifier).read_text())
     replications = load_replications(args.replications)
     references = {paper: doc.get("reference", []) for paper, doc in replications.items()}
@@ -231,6 +232,8 @@ Every number below is derived from `results/{args.scale}/metrics.csv` and `claim
 `tables/`); the papers' numbers come from `replications/*.yaml`.
 
 ## Do the papers' claims hold at this scale?
+
+{EFFECT_SENTENCE}
 
 {markdown(claims_front(claims))}
 
