@@ -130,3 +130,17 @@ def test_paper_section_lists_its_deviations_under_its_table_at_their_scales(tmp_
     assert "1M-param" not in smoke and "**Fashion-MNIST, not CIFAR-10.**" in smoke
     assert "Deviations from the paper at scale `paper` (`deviations:` in `replications/p.yaml`): none." in section(
         "paper", rep["deviations"][:1])
+
+
+def test_paper_table_shows_each_sets_interval_and_fid_infinity_next_to_its_fid():
+    base = rows([10.0])
+    extra = [{**base.iloc[0].to_dict(), "library": "diffrepro", "metric": m, "value": v}
+             for m, v in (("fid_ci_low", 9.0), ("fid_ci_high", 11.5), ("fid_infinity", 8.25), ("kid", 0.01),
+                          ("kid_ci_low", 0.005), ("kid_ci_high", 0.02))]
+    metrics = pd.concat([base, pd.DataFrame(extra)], ignore_index=True)
+    table = paper_table(metrics, metrics["paper"].iloc[0], [])
+    fid_row = table[table["metric"] == "fid"].iloc[0]
+    assert fid_row["95% CI (images)"] == "[9, 11.5]" and fid_row["FID∞"] == "8.25"
+    kid_row = table[table["metric"] == "kid"].iloc[0]
+    assert kid_row["95% CI (images)"] == "[0.005, 0.02]" and kid_row["library"] == "diffrepro"
+    assert not set(table["metric"]) & {"fid_ci_low", "fid_infinity", "kid_ci_high"}

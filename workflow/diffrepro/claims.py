@@ -541,9 +541,12 @@ def evaluate_claim(metrics: pd.DataFrame, paper: str, claim: dict, factors: dict
     problems = [p for g in groups for p in g.effect.problems]
     if problems:
         evidence += ("; " if evidence else "") + f"{NOT_EVALUATED if verdict == NOT_EVALUATED else 'also missing'}: " + "; ".join(problems)
+    used = table["seed_list"].map(len)
+    if values is not None and source is not None and used.min() == 1:
+        note = ", ".join(filter(None, [note, "one network per configuration: the interval covers the draw of "
+                                             "samples, not the spread between replicate networks"]))
     if note:
         evidence += f" ({note})"
-    used = table["seed_list"].map(len)
     return {**row, "verdict": verdict, "effect": decisive.effect.value, "ci_low": decisive.low,
             "ci_high": decisive.high, "half_width": (decisive.high - decisive.low) / 2,
             "side": f"({fmt(decisive.effect.side[0])}, {fmt(decisive.effect.side[1])})",

@@ -19,11 +19,30 @@ def _save(figure, path) -> None:
     plt.close(figure)
 
 
+SET_KEYS = ["paper", "experiment", "input_scaling", "sampler", "steps", "seed"]
+
+
 def fid_rows(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The plotted FID rows, each with its set's 95% bootstrap interval over images (ci_low, ci_high)."""
     rows = metrics[(metrics["metric"] == "fid") & (metrics["library"] == PLOT_LIBRARY)
                    & (metrics["extractor"] == PLOT_EXTRACTOR)].copy()
+    intervals = metrics[metrics["metric"].isin(["fid_ci_low", "fid_ci_high"]) & (metrics["extractor"] == PLOT_EXTRACTOR)]
+    if len(intervals):
+        wide = intervals.pivot_table(index=SET_KEYS, columns="metric", values="value").reset_index()
+        rows = rows.merge(wide.rename(columns={"fid_ci_low": "ci_low", "fid_ci_high": "ci_high"}), on=SET_KEYS,
+                          how="left")
     rows["model"] = rows["experiment"] + " [" + rows["input_scaling"] + "]"
     return rows
+
+
+def _interval_bars(data, color=None, **_):
+    """Error bars from each point's 95% interval over images (mean over seeds), drawn on the current axes."""
+    if "ci_low" not in data or data["ci_low"].isna().all():
+        return
+    means = data.groupby("nfe")[["value", "ci_low", "ci_high"]].mean().reset_index()
+    plt.gca().errorbar(means["nfe"], means["value"], yerr=[means["value"] - means["ci_low"],
+                                                           means["ci_high"] - means["value"]],
+                       fmt="none", ecolor=color, elinewidth=1, capsize=3)
 
 
 def _floor_line(axes, floor) -> None:
@@ -36,10 +55,11 @@ def _floor_line(axes, floor) -> None:
 
 
 def fid_vs_nfe(rows: pd.DataFrame, path, floor=None, title="") -> None:
-    """FID against network evaluations, one line per sampler, one panel per model; bars = sd over seeds."""
+    """FID against network evaluations, one line per sampler (mean over seeds), one panel per model;
+    bars = each point's 95% bootstrap interval over its images."""
     grid = sns.relplot(data=rows, x="nfe", y="value", hue="sampler", col="model", col_wrap=min(3, rows["model"].nunique()),
-                       kind="line", marker="o", errorbar="sd", err_style="bars", height=3.2, aspect=1.25,
-                       facet_kws={"sharey": False})
+                       kind="line", marker="o", errorbar=None, height=3.2, aspect=1.25, facet_kws={"sharey": False})
+    grid.map_dataframe(_interval_bars)
     grid.set(xscale="log")
     for ax in grid.axes.flat:  # the NFE values themselves as ticks: a log axis over 9..50 shows one decade mark
         ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(sorted(rows["nfe"].unique())))

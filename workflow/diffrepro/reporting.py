@@ -38,6 +38,28 @@ def metric_table(metrics: pd.DataFrame) -> pd.DataFrame:
     return table.merge(seeds, on=keys).merge(samples, on=keys).merge(pixels, on=keys[:-1], how="left")
 
 
+# per-set rows of the evaluate stage (set_statistics) shown as columns next to FID and KID
+SET_STATISTICS = ("fid_ci_low", "fid_ci_high", "fid_infinity", "kid_ci_low", "kid_ci_high")
+
+
+def interval_columns(metrics: pd.DataFrame) -> pd.DataFrame:
+    """CONFIG_KEYS + metric ('fid' or 'kid') + '95% CI (images)' (mean over seeds of each set's
+    bootstrap interval) + 'FID∞' (Chong & Forsyth's extrapolation, FID rows only)."""
+    stats = metrics[metrics["metric"].isin(SET_STATISTICS)]
+    if stats.empty:
+        return pd.DataFrame()
+    wide = stats.pivot_table(index=CONFIG_KEYS, columns="metric", values="value", aggfunc="mean").reset_index()
+    out = []
+    for metric, low, high, digits in (("fid", "fid_ci_low", "fid_ci_high", ".4g"), ("kid", "kid_ci_low", "kid_ci_high", ".2g")):
+        if low in wide and high in wide:
+            part = wide[CONFIG_KEYS].assign(metric=metric)
+            part["95% CI (images)"] = [f"[{a:{digits}}, {b:{digits}}]" for a, b in zip(wide[low], wide[high])]
+            part["FID∞"] = [f"{v:.4g}" for v in wide["fid_infinity"]] if metric == "fid" and "fid_infinity" in wide \
+                else ""
+            out.append(part)
+    return pd.concat(out, ignore_index=True)
+
+
 def mean_sd(values: pd.Series) -> str:
     """'m ± s' over seeds ('m' alone for one seed), 4 significant digits."""
     if len(values) == 1 or values.std() != values.std():
@@ -51,7 +73,9 @@ def paper_table(metrics: pd.DataFrame, paper: str, references: list) -> pd.DataF
     YAML reports one for that experiment and sampler."""
     metrics = metrics[metrics["paper"] == paper]
     pixels = pixel_columns(metrics, CONFIG_KEYS)
-    rows = metrics[(metrics["extractor"] != PIXELS) & (metrics["metric"] != "kid")
+    intervals = interval_columns(metrics)
+    rows = metrics[(metrics["extractor"] != PIXELS) & ~metrics["metric"].isin(SET_STATISTICS)
+                   & ~((metrics["metric"] == "kid") & (metrics["library"] != "diffrepro"))
                    & ~(metrics["metric"].isin(["fid"]) & (metrics["library"] != TABLE_LIBRARY))]
     if rows.empty:
         return pd.DataFrame()
@@ -59,6 +83,9 @@ def paper_table(metrics: pd.DataFrame, paper: str, references: list) -> pd.DataF
     table = (rows.groupby(keys, dropna=False)
              .agg(ours=("value", mean_sd), seeds=("seed", "nunique")).reset_index())
     table = table.merge(pixels, on=CONFIG_KEYS, how="left")
+    if len(intervals):
+        table = table.merge(intervals, on=CONFIG_KEYS + ["metric"], how="left")
+        table[["95% CI (images)", "FID∞"]] = table[["95% CI (images)", "FID∞"]].fillna("")
     for column, form in zip(PIXEL_COLUMNS.values(), ("{:.3f}", "{:.1%}")):
         table[column] = [form.format(v) if m == "fid" and v == v else "" for m, v in zip(table["metric"], table[column])]
     table["paper reported"] = [_paper_value(references, r) for r in table.itertuples()]
