@@ -484,6 +484,18 @@ def scalar_draws(table: pd.DataFrame, metrics: pd.DataFrame, paper: str, want: d
     return table["value"].to_numpy()[:, None] + se * rng.standard_normal((1, draws))
 
 
+def used_rows(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
+    """The configurations a check can read: those its `a`/`b`/`order` selections pick (all rows for
+    the checks that compare every configuration), so no other set needs features or a bootstrap."""
+    selections = [spec[side] for side in ("a", "b") if side in spec] + list(spec.get("order", []))
+    if not selections:
+        return table
+    keep = pd.Series(False, index=table.index)
+    for selection in selections:
+        keep |= table.index.isin(pick(table, selection).index)
+    return table[keep]
+
+
 # ---- evaluating claims ---------------------------------------------------------------------
 
 def evaluate_claim(metrics: pd.DataFrame, paper: str, claim: dict, factors: dict | None = None,
@@ -513,6 +525,7 @@ def evaluate_claim(metrics: pd.DataFrame, paper: str, claim: dict, factors: dict
             mine = mine[_matches(mine[column], wanted)]
     row["excluded"] = "; ".join(f"{set_name(r)} (bright pixels {100 * r['value']:.1f}% > {100 * r['limit']:.1f}%)"
                                 for _, r in mine.iterrows())
+    table = used_rows(table, spec)
     point = run_check(table, claim["check"], m)
     source = (sources or {}).get(want["extractor"]) if m.name == "fid" else None
     note, shares_noise, values = "", None, None

@@ -67,8 +67,9 @@ def resampled_fids(features: np.ndarray, counts: np.ndarray, ref: Reference) -> 
     for start in range(0, len(counts), CHUNK):
         w = counts[start:start + CHUNK].astype(np.float64)
         mu = w @ x / n
-        centred = x[None] - mu[:, None, :]
-        sigma = np.einsum("bn,bnd,bne->bde", w, centred, centred) / (n - 1)  # np.cov's n - 1
+        # sum_i w_i x_i x_i^T as one batched matrix product, minus n mu mu^T; n - 1 as np.cov
+        second = (x.T[None] * w[:, None, :]) @ x
+        sigma = (second - n * mu[:, :, None] * mu[:, None, :]) / (n - 1)
         out[start:start + CHUNK] = frechet_distances(mu, sigma, ref)
     return out
 

@@ -18,10 +18,11 @@ rule claims:
         f"{RES}/claims.csv",
     params:
         replications=lambda w, input: str(Path(input.replications[0]).parent),
+        draws=PLAN.scale_cfg["fid"].get("bootstrap_draws", 1000),
     conda:
         "../../envs/environment.yaml"
     log:
         f"{RES}/logs/claims.log",
     shell:
         "python -m diffrepro.stages.claims --metrics {input.metrics} --replications {params.replications:q} "
-        "--reference {input.reference} --out {output} 2> {log}"
+        "--reference {input.reference} --draws {params.draws} --out {output} 2> {log}"
