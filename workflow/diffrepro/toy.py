@@ -9,12 +9,20 @@ linear readout whose weights are mixed by a basis over time (one-hot per step, o
 
 The network's output is [z_mu, z_var] (2 x 2 channels), which denoisers.SohlDickstein turns into
 the learned mean and variance of p(x_{t-1} | x_t) as perturbations of the forward kernel.
+
+The paper also learned the forward schedule beta_2..beta_T by gradient ascent on the bound K, with
+beta_1 fixed to a small constant (Sec. 2.4.1): LearnedBetas and LearnedScheduleChain below.
 """
 
 import math
+from contextlib import contextmanager
+from typing import NamedTuple
 
 import torch
 from torch import nn
+
+from .denoisers import SohlDickstein
+from .noise import sigma_from_alpha_bar
 
 F64 = torch.float64
 
@@ -131,6 +139,127 @@ class SwissRollNet(nn.Module):
     def forward(self, x_vp, level):
         # the chain passes level indices as floats (denoisers.DiscreteChain._run_net)
         return self.readout(self.rbf(x_vp), level.round().long())
+
+
+# ---------------------------------------------------------------- learned forward schedule
+
+# the authors' code keeps every beta in [min_beta, 1 - 1e-5]: 1 - beta_t stays a positive number
+BETA_CEILING_GAP = 1e-5
+
+
+class LearnedBetas(nn.Module):
+    """The forward schedule beta_1..beta_T [T] (float64), beta_1 fixed, beta_2..beta_T learned
+    (Sohl-Dickstein 2015 Sec. 2.4.1: beta_1 is "fixed to a small constant to prevent overfitting").
+
+    As in the authors' code, a learned beta is a sigmoid of a baseline logit plus a perturbation
+    over a time basis, squeezed into [min_beta, 1 - 1e-5]:
+        beta_t = min_beta + sigmoid(l_t + sum_j basis[t, j] c_j) (1 - min_beta - 1e-5),  t = 2..T,
+    with l_t chosen so that c = 0 gives `baseline` [T - 1] exactly. The coefficients c start at 0:
+    training starts from a known chain (in the stage, the authors' fixed schedule, whose logits are
+    their baseline_logit), so the fixed-schedule result is the learned one before any step. The
+    sigmoid keeps every beta in (0, 1) whatever the optimiser does.
+    basis: "per_step" (one coefficient per step) or "bumps" (the authors' Gaussian temporal basis).
+    """
+
+    def __init__(self, baseline, beta_1, basis="per_step", n_bumps=10, min_beta=1e-6):
+        super().__init__()
+        baseline = torch.as_tensor(baseline, dtype=F64)
+        span = 1 - min_beta - BETA_CEILING_GAP
+        if not 0 < beta_1 < 1:
+            raise ValueError(f"beta_1 must be in (0, 1), got {beta_1}")
+        if not ((baseline > min_beta) & (baseline < min_beta + span)).all():
+            raise ValueError(f"baseline betas must lie in ({min_beta}, {min_beta + span})")
+        self.min_beta, self.span = float(min_beta), span
+        self.register_buffer("beta_1", torch.tensor([float(beta_1)], dtype=F64))
+        self.register_buffer("baseline_logit", torch.logit((baseline - min_beta) / span))
+        self.register_buffer("basis", time_basis(len(baseline), basis, n_bumps))
+        self.coefficients = nn.Parameter(torch.zeros(self.basis.shape[1], dtype=F64))
+
+    def forward(self):
+        logit = self.baseline_logit + self.basis @ self.coefficients
+        return torch.cat([self.beta_1, self.min_beta + torch.sigmoid(logit) * self.span])
+
+
+class ChainLevels(NamedTuple):
+    """What denoisers.DiscreteChain derives from its levels, as tensors [T] (float64)."""
+
+    alpha_bars: torch.Tensor
+    betas: torch.Tensor
+    level_sigmas: torch.Tensor
+    coef_x0: torch.Tensor
+    coef_xt: torch.Tensor
+    log_var_tilde: torch.Tensor
+    log_var_large: torch.Tensor
+
+
+def chain_levels(betas):
+    """DiscreteChain's level quantities as differentiable functions of betas [T]: abar_t =
+    prod_{s<=t} (1 - beta_s), the posterior q(x_{t-1} | x_t, x0) (DDPM eqs. 6-7), sigma_t."""
+    alpha_bars = torch.cumprod(1 - betas, 0)
+    prev = torch.cat([alpha_bars.new_ones(1), alpha_bars[:-1]])
+    var_tilde = (1 - prev) / (1 - alpha_bars) * betas
+    return ChainLevels(
+        alpha_bars=alpha_bars,
+        betas=betas,
+        level_sigmas=sigma_from_alpha_bar(alpha_bars),
+        coef_x0=prev.sqrt() * betas / (1 - alpha_bars),
+        coef_xt=(1 - betas).sqrt() * (1 - prev) / (1 - alpha_bars),
+        # beta_tilde_1 = 0; its log is clipped to beta_tilde_2, as DiscreteChain does
+        log_var_tilde=torch.cat([var_tilde[1:2], var_tilde[1:]]).log(),
+        # DiscreteChain's fixed "large" variance: beta_t, with beta_tilde_2 at t = 1 (DDPM's code)
+        log_var_large=torch.cat([var_tilde[1:2], betas[1:]]).log(),
+    )
+
+
+class LearnedScheduleChain(SohlDickstein):
+    """Sohl-Dickstein 2015's chain (learned mean and variance as perturbations of the forward
+    kernel) whose forward schedule is learned with it (Sec. 2.4.1).
+
+    Every level quantity the bound and the sampler read (alpha_bars, betas, level_sigmas, the
+    posterior coefficients) is recomputed from self.schedule() on each access, so the forward draw
+    of x_t, the posterior, the prior term and the reverse kernel all carry the gradient into the
+    schedule's coefficients. Inside `with chain.pinned_levels():` they are computed once for the
+    block instead (one loss evaluation reads them about ten times).
+    """
+
+    def __init__(self, net, schedule: LearnedBetas):
+        # DiscreteChain.__init__ would register these names as fixed buffers; here they are
+        # properties of the learned betas, so only nn.Module's own setup runs.
+        nn.Module.__init__(self)
+        self.net = net
+        self.schedule = schedule
+        self._pinned = None
+
+    def levels(self) -> ChainLevels:
+        return self._pinned if self._pinned is not None else chain_levels(self.schedule())
+
+    @contextmanager
+    def pinned_levels(self):
+        """Compute the levels once for the block; valid while the schedule does not change in it."""
+        outer, self._pinned = self._pinned, chain_levels(self.schedule())
+        try:
+            yield self._pinned
+        finally:
+            self._pinned = outer
+
+    def levels_resolvable(self):
+        """Whether every level's sigma maps back to its own index (DiscreteChain.level); two learned
+        levels closer than float32 can tell apart would make the bound read a neighbour's kernel."""
+        with torch.no_grad():
+            sigmas = self.level_sigmas.float()
+            return bool((self.level(sigmas) == torch.arange(self.num_steps)).all())
+
+    alpha_bars = property(lambda self: self.levels().alpha_bars)
+    betas = property(lambda self: self.levels().betas)
+    level_sigmas = property(lambda self: self.levels().level_sigmas)
+    coef_x0 = property(lambda self: self.levels().coef_x0)
+    coef_xt = property(lambda self: self.levels().coef_xt)
+    log_var_tilde = property(lambda self: self.levels().log_var_tilde)
+    log_var_large = property(lambda self: self.levels().log_var_large)
+
+    @property
+    def num_steps(self):
+        return len(self.schedule.baseline_logit) + 1
 
 
 # ---------------------------------------------------------------- the model's own sampler
