@@ -11,7 +11,7 @@ from ..io import atomic_path
 from ..metrics import compute_metrics
 from ..metrics_table import rows_for
 from . import parse_stage_args, run_stage, stage_parser
-from .evaluate import feature_rows, load_samples, pixel_rows, run_of, save_features
+from .evaluate import load_samples, pixel_rows, run_of, save_features
 
 
 def main(argv=None):
@@ -32,7 +32,8 @@ def main(argv=None):
     rows = compute_metrics(images, args.reference, extractor,
                            kid_subset_size=min(fid["kid_subset_size"], len(images)), kid_subsets=fid["kid_subsets"],
                            seed=run["seed"], name=args.samples, image_shape=images.shape[1:], features_out=scored)
-    rows += feature_rows(extractor.name, scored, run["seed"])
+    # No per-set bootstrap rows here: with 2048-d features each draw costs an eigendecomposition of a
+    # 2048 x 2048 matrix (seconds on a CPU), hundreds of draws per set. The features are kept.
     if args.features:
         save_features(args.features, scored["features"], images.shape[1:])
     with atomic_path(args.out) as tmp:
