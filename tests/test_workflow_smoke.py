@@ -58,10 +58,14 @@ def test_real_data_floor_is_far_below_models(smoke_run):
 
 
 def test_claims_cover_every_paper(smoke_run):
-    claims = pd.read_csv(smoke_run / "results" / "smoke" / "claims.csv", dtype={"holds": str})
+    claims = pd.read_csv(smoke_run / "results" / "smoke" / "claims.csv", dtype={"verdict": str})
     metrics = pd.read_csv(smoke_run / "results" / "smoke" / "metrics.csv")
     assert set(claims["paper"]) == set(metrics["paper"]) - {"real_data"}
-    assert set(claims["holds"].str.lower()) <= {"true", "false", "not evaluated"}
+    assert set(claims["verdict"]) <= {"holds", "contradicted", "inconclusive", "not evaluated"}
+    # FID claims that were evaluated carry an interval from the kept features
+    fid = claims[(claims["metric"] == "fid") & (claims["verdict"] != "not evaluated")]
+    assert len(fid) and (fid["ci_low"] <= fid["effect"]).all() and (fid["effect"] <= fid["ci_high"]).all()
+    assert (fid["ci_high"] > fid["ci_low"]).all()
 
 
 def test_report_and_html_report(smoke_run):
