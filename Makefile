@@ -1,6 +1,7 @@
 # make run  — set up .venv, get Fashion-MNIST, run the whole DAG (default scale: quick)
 # make test — set up .venv, get Fashion-MNIST, run the test suite (includes a smoke DAG run)
 # make bench — print matmul peak, training/sampling throughput of our UNet vs diffusers', FID features/s
+# make gpu-check — the prepared GPU check (docs/gpu.md): paper-scale throughput + the course's cosine-model FID
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -9,11 +10,12 @@ CORES  ?= all
 SCALE  ?=
 SNAKEMAKE_ARGS ?=
 BENCH_ARGS ?=
+ARGS ?=
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 # rules call `python`: make it the venv's
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test smoke report lint bench data clean-venv
+.PHONY: run test smoke report lint bench gpu-check data clean-venv
 
 run: $(STAMP) data
 	$(BIN)/snakemake --cores $(CORES) $(if $(SCALE),--config scale=$(SCALE)) $(SNAKEMAKE_ARGS)
@@ -33,6 +35,10 @@ lint: $(STAMP)
 # PYTHONPATH: this checkout's library, whatever the venv's editable install points at
 bench: $(STAMP)
 	PYTHONPATH=workflow $(BIN)/python benchmarks/bench_throughput.py $(BENCH_ARGS)
+
+# ARGS: e.g. ARGS="--tiny" or ARGS="--data gpu_pack/fashion-mnist --out gpu_out"
+gpu-check: $(STAMP)
+	PYTHONPATH=workflow $(BIN)/python benchmarks/gpu_check.py $(ARGS)
 
 $(STAMP): envs/requirements.txt envs/requirements-test.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
