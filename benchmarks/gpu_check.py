@@ -62,7 +62,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_throughput import best_seconds, matmul_peak, print_table, training_flops  # noqa: E402
+from bench_throughput import best_seconds, matmul_peak, print_table, training_flops, training_step  # noqa: E402
 
 from diffrepro.build import build_loss, build_model, build_network  # noqa: E402
 from diffrepro.config import Plan, load_config, load_replications  # noqa: E402
@@ -178,15 +178,7 @@ def measure_setting(spec: dict, flags: dict, size: dict, device: torch.device, t
     net = compiled(place_module(build_network(spec), performance, device).train(), performance, tiny)
     batch = TINY["batch"] if tiny else spec["train"]["batch_size"]
     x, t, target = random_inputs(batch, spec, performance, device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
-
-    def train_steps():
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(performance, device):
-            loss = torch.nn.functional.mse_loss(net(x, t).float(), target)
-        loss.backward()
-        optimizer.step()
-
+    train_steps = training_step(net, net, x, t, target, performance, device)
     n = timed_count(train_steps, size["train_steps"], device)
     images_per_s = n * batch / best_seconds(lambda: [train_steps() for _ in range(n)], 1, device)
     net.eval()
