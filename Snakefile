@@ -7,6 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from diffrepro.config import ConfigError, Plan, load_config, load_replications  # noqa: E402
+from snakemake.settings.types import DeploymentMethod  # noqa: E402
 
 
 configfile: "workflow/config.yaml"
@@ -18,9 +19,12 @@ try:
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
 
-# Rules run `python -m diffrepro.stages.*`; make the package importable even without `pip install -e .`
-# (e.g. inside a --use-conda environment).
-shell.prefix(f"export PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'workflow'))}:$PYTHONPATH; ")
+# Rules run `python -m diffrepro.stages.*`. Without --use-conda that `python` is the interpreter running
+# Snakemake (so `.venv/bin/snakemake` works from a shell whose venv is not activated); with it, the
+# environment's own. PYTHONPATH makes the package importable even without `pip install -e .`.
+_USES_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+_PATH = "" if _USES_CONDA else f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; "
+shell.prefix(_PATH + f"export PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'workflow'))}:$PYTHONPATH; ")
 
 SCALE = config["scale"]
 DATA = f"{config['results']}/data"

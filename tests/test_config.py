@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import FMNIST_DEBIAN
 from diffrepro.config import ConfigError, Plan, load_config, load_replications
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -280,3 +281,19 @@ def test_readme_example_replication_dry_runs(project):
     (project / "replications" / f"{doc['paper']}.yaml").write_text(example.replace("name: heun,", "name: hen,"))
     r = _snakemake(project, "--config", "scale=smoke")
     assert r.returncode != 0 and f"{doc['paper']}.yaml" in r.stderr + r.stdout
+
+
+@pytest.mark.skipif(not (FMNIST_DEBIAN / "train-images-idx3-ubyte.gz").exists(), reason="needs dataset-fashion-mnist")
+def test_snakemake_from_an_unactivated_venv_runs_jobs_with_its_python(tmp_path):
+    """The README's `.venv/bin/snakemake ...`: with only the system directories on PATH, a job's
+    `python` must still be the interpreter running Snakemake (here: the data job, which imports numpy)."""
+    from conftest import copy_project
+
+    project = copy_project(tmp_path / "project")
+    snakemake = Path(sys.executable).parent / "snakemake"
+    run = subprocess.run([str(snakemake), "--cores", "1", "--config", "scale=smoke", f"results={tmp_path}/results",
+                          f"reports={tmp_path}/reports", "--", f"{tmp_path}/results/data/fashion_mnist.npz"],
+                         cwd=project, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (tmp_path / "results" / "data" / "fashion_mnist.npz").exists()
