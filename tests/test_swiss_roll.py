@@ -19,8 +19,8 @@ from diffrepro.metrics_table import COLUMNS
 from diffrepro.schedules import alpha_bar_from_betas, build_schedule, sohl_dickstein_alpha_bar, sohl_dickstein_betas
 from diffrepro.stages import bound as bound_stage
 from diffrepro.stages import swiss_roll as swiss_roll_stage
-from diffrepro.toy import (LearnedBetas, LearnedScheduleChain, SwissRollNet, TimeReadout, bump_basis, chain_levels,
-                           chain_samples, per_step_basis, standardise, swiss_roll, unit_variance_scaling)
+from diffrepro.toy import (LearnedBetas, LearnedScheduleChain, SwissRollNet, TimeReadout, bump_basis, chain_samples,
+                           learned_chain_levels, per_step_basis, standardise, swiss_roll, unit_variance_scaling)
 
 F64 = torch.float64
 
@@ -170,7 +170,7 @@ def test_learned_betas_start_at_the_baseline_and_stay_in_zero_one():
     with torch.no_grad():  # whatever the optimiser does, the sigmoid keeps beta in [min_beta, 1 - 1e-5]
         schedule.coefficients.copy_(torch.linspace(-1e3, 1e3, 39, dtype=F64))
     betas = schedule().detach()
-    assert (betas > 0).all() and (betas < 1).all() and torch.isfinite(chain_levels(betas).log_var_tilde).all()
+    assert (betas > 0).all() and (betas < 1).all() and torch.isfinite(learned_chain_levels(betas).log_var_tilde).all()
     assert betas[1] == pytest.approx(1e-6) and betas[-1] == pytest.approx(1 - 1e-5)
 
 

@@ -186,6 +186,36 @@ class ReverseKernel(NamedTuple):
     log_var: torch.Tensor
 
 
+class ChainLevels(NamedTuple):
+    """What a T-step chain derives from its levels, as tensors [T] (float64)."""
+
+    alpha_bars: torch.Tensor
+    betas: torch.Tensor
+    level_sigmas: torch.Tensor
+    coef_x0: torch.Tensor
+    coef_xt: torch.Tensor
+    log_var_tilde: torch.Tensor
+    log_var_large: torch.Tensor
+
+
+def chain_levels(alpha_bars: torch.Tensor, betas: torch.Tensor) -> ChainLevels:
+    """The level quantities of a chain with these alpha_bars and betas (differentiable in both)."""
+    prev = torch.cat([alpha_bars.new_ones(1), alpha_bars[:-1]])
+    var_tilde = (1 - prev) / (1 - alpha_bars) * betas  # DDPM eq. 7, beta_tilde_t
+    return ChainLevels(
+        alpha_bars=alpha_bars,
+        betas=betas,
+        level_sigmas=sigma_from_alpha_bar(alpha_bars),
+        # DDPM eq. 7: mu_tilde = coef_x0 * x0 + coef_xt * x_t
+        coef_x0=prev.sqrt() * betas / (1 - alpha_bars),
+        coef_xt=(1 - betas).sqrt() * (1 - prev) / (1 - alpha_bars),
+        # beta_tilde_1 = 0; as in improved DDPM its log is clipped to beta_tilde_2
+        log_var_tilde=torch.cat([var_tilde[1:2], var_tilde[1:]]).log(),
+        # DDPM's code ("fixedlarge") also uses beta_tilde_2, not beta_1, for the t = 1 decoder term
+        log_var_large=torch.cat([var_tilde[1:2], betas[1:]]).log(),
+    )
+
+
 class DiscreteChain(nn.Module):
     """Shared machinery of a T-step Gaussian chain with levels alpha_bars[0..T-1].
 
@@ -198,19 +228,8 @@ class DiscreteChain(nn.Module):
         if alpha_bars.ndim != 1 or len(alpha_bars) < 2:
             raise ValueError("alpha_bars must be a 1-D tensor of at least 2 levels")
         self.net = net
-        betas = betas_from_alpha_bar(alpha_bars)
-        prev = torch.cat([alpha_bars.new_ones(1), alpha_bars[:-1]])
-        var_tilde = (1 - prev) / (1 - alpha_bars) * betas  # DDPM eq. 7, beta_tilde_t
-        self.register_buffer("alpha_bars", alpha_bars)
-        self.register_buffer("betas", betas)
-        self.register_buffer("level_sigmas", sigma_from_alpha_bar(alpha_bars))
-        # DDPM eq. 7: mu_tilde = coef_x0 * x0 + coef_xt * x_t
-        self.register_buffer("coef_x0", prev.sqrt() * betas / (1 - alpha_bars))
-        self.register_buffer("coef_xt", (1 - betas).sqrt() * (1 - prev) / (1 - alpha_bars))
-        # beta_tilde_1 = 0; as in improved DDPM its log is clipped to beta_tilde_2
-        self.register_buffer("log_var_tilde", torch.cat([var_tilde[1:2], var_tilde[1:]]).log())
-        # DDPM's code ("fixedlarge") also uses beta_tilde_2, not beta_1, for the t = 1 decoder term
-        self.register_buffer("log_var_large", torch.cat([var_tilde[1:2], betas[1:]]).log())
+        for name, value in chain_levels(alpha_bars, betas_from_alpha_bar(alpha_bars))._asdict().items():
+            self.register_buffer(name, value)
 
     @property
     def num_steps(self):

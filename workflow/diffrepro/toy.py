@@ -16,13 +16,11 @@ beta_1 fixed to a small constant (Sec. 2.4.1): LearnedBetas and LearnedScheduleC
 
 import math
 from contextlib import contextmanager
-from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from .denoisers import SohlDickstein
-from .noise import sigma_from_alpha_bar
+from .denoisers import ChainLevels, SohlDickstein, chain_levels
 
 F64 = torch.float64
 
@@ -180,35 +178,9 @@ class LearnedBetas(nn.Module):
         return torch.cat([self.beta_1, self.min_beta + torch.sigmoid(logit) * self.span])
 
 
-class ChainLevels(NamedTuple):
-    """What denoisers.DiscreteChain derives from its levels, as tensors [T] (float64)."""
-
-    alpha_bars: torch.Tensor
-    betas: torch.Tensor
-    level_sigmas: torch.Tensor
-    coef_x0: torch.Tensor
-    coef_xt: torch.Tensor
-    log_var_tilde: torch.Tensor
-    log_var_large: torch.Tensor
-
-
-def chain_levels(betas):
-    """DiscreteChain's level quantities as differentiable functions of betas [T]: abar_t =
-    prod_{s<=t} (1 - beta_s), the posterior q(x_{t-1} | x_t, x0) (DDPM eqs. 6-7), sigma_t."""
-    alpha_bars = torch.cumprod(1 - betas, 0)
-    prev = torch.cat([alpha_bars.new_ones(1), alpha_bars[:-1]])
-    var_tilde = (1 - prev) / (1 - alpha_bars) * betas
-    return ChainLevels(
-        alpha_bars=alpha_bars,
-        betas=betas,
-        level_sigmas=sigma_from_alpha_bar(alpha_bars),
-        coef_x0=prev.sqrt() * betas / (1 - alpha_bars),
-        coef_xt=(1 - betas).sqrt() * (1 - prev) / (1 - alpha_bars),
-        # beta_tilde_1 = 0; its log is clipped to beta_tilde_2, as DiscreteChain does
-        log_var_tilde=torch.cat([var_tilde[1:2], var_tilde[1:]]).log(),
-        # DiscreteChain's fixed "large" variance: beta_t, with beta_tilde_2 at t = 1 (DDPM's code)
-        log_var_large=torch.cat([var_tilde[1:2], betas[1:]]).log(),
-    )
+def learned_chain_levels(betas) -> ChainLevels:
+    """The chain's level quantities as differentiable functions of betas [T]: abar_t = prod_{s<=t} (1 - beta_s)."""
+    return chain_levels(torch.cumprod(1 - betas, 0), betas)
 
 
 class LearnedScheduleChain(SohlDickstein):
@@ -231,12 +203,12 @@ class LearnedScheduleChain(SohlDickstein):
         self._pinned = None
 
     def levels(self) -> ChainLevels:
-        return self._pinned if self._pinned is not None else chain_levels(self.schedule())
+        return self._pinned if self._pinned is not None else learned_chain_levels(self.schedule())
 
     @contextmanager
     def pinned_levels(self):
         """Compute the levels once for the block; valid while the schedule does not change in it."""
-        outer, self._pinned = self._pinned, chain_levels(self.schedule())
+        outer, self._pinned = self._pinned, learned_chain_levels(self.schedule())
         try:
             yield self._pinned
         finally:
