@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import intervals
 from .config import ConfigError
 
 CONFIG_COLUMNS = ["experiment", "input_scaling", "sampler", "steps", "nfe"]
@@ -42,7 +43,6 @@ EXTREMES = ("min", "max")  # `steps: max`: each (experiment, input_scaling, samp
 COUNT_COLUMNS = ("steps", "nfe")  # the columns that take min / max
 DEFAULTS = {"metric": "fid", "library": "clean-fid", "extractor": "fmnist-classifier", "lower_is_better": True}
 HOLDS, CONTRADICTED, INCONCLUSIVE, NOT_EVALUATED = "holds", "contradicted", "inconclusive", "not evaluated"
-LEVEL = 0.95
 # A set is diverged when its share of bright pixels (>= 250/255) exceeds this many times that of
 # the same number of real training images (quick scale: real 1.1%, so 5.5%; speckled sets 24-27%).
 DIVERGED_FACTOR = 5.0
@@ -326,13 +326,11 @@ def run_check(table: pd.DataFrame, check: dict, m: Metric) -> list:
     return [(key_text(per, key), KINDS[kind](rows, spec, m)) for key, rows in by_key(table, per).items()]
 
 
-def basic_interval(point: float, draws) -> tuple:
-    draws = np.asarray(draws, dtype=np.float64)
-    draws = draws[np.isfinite(draws)]
-    if not np.isfinite(point) or draws.size == 0:
+def effect_interval(point: float, draws) -> tuple:
+    """The basic bootstrap interval of an effect; the point itself when there are no draws."""
+    if not np.isfinite(point) or not np.isfinite(np.asarray(draws, dtype=np.float64)).any():
         return (point, point)
-    lo, hi = np.quantile(draws, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
-    return (float(2 * point - hi), float(2 * point - lo))
+    return intervals.basic_interval(point, draws, intervals.LEVEL)
 
 
 def decide(low: float, high: float, side: tuple) -> str:
@@ -454,8 +452,6 @@ class FeatureSource:
 def feature_draws(table: pd.DataFrame, paper: str, source: FeatureSource, draws: int, seed: int):
     """([configurations, draws] bootstrap values of the table's rows, paired or None), or (None,
     why not) when some set's features are missing."""
-    from .intervals import bootstrap_values
-
     sets, shapes = {}, set()
     for index, row in table.iterrows():
         per_seed = {}
@@ -467,7 +463,7 @@ def feature_draws(table: pd.DataFrame, paper: str, source: FeatureSource, draws:
                 per_seed[s] = f["features"]
                 shapes.add((tuple(f["image_shape"]) if "image_shape" in f.files else None, len(f["features"])))
         sets[index] = per_seed
-    values = bootstrap_values(sets, source.reference, draws=draws, seed=seed)
+    values = intervals.bootstrap_values(sets, source.reference, draws=draws, seed=seed)
     seed_lists = {tuple(r) for r in table["seed_list"]}
     shares_noise = len(seed_lists) == 1 and len(shapes) == 1 and None not in {s for s, _ in shapes}
     return np.stack([values[i] for i in table.index]), shares_noise
@@ -499,9 +495,11 @@ def used_rows(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
 # ---- evaluating claims ---------------------------------------------------------------------
 
 def evaluate_claim(metrics: pd.DataFrame, paper: str, claim: dict, factors: dict | None = None,
-                   sources: dict | None = None, draws: int = 1000, seed: int = 0) -> dict:
+                   sources: dict | None = None, draws: int = 1000, seed: int = 0,
+                   excluded: pd.DataFrame | None = None) -> dict:
     """One claims.csv row: effect, interval and verdict of `claim` on the metrics of `paper`.
-    `sources`: {extractor: FeatureSource} of the sets' kept features (no interval without)."""
+    `sources`: {extractor: FeatureSource} of the sets' kept features (no interval without);
+    `excluded`: diverged_sets(metrics), when the caller has it already."""
     want = {key: claim.get(key, default) for key, default in DEFAULTS.items()}
     want["extractor"] = claim.get("extractor", default_extractor(metrics, paper))
     m = Metric(want["metric"], want["lower_is_better"])
@@ -510,7 +508,7 @@ def evaluate_claim(metrics: pd.DataFrame, paper: str, claim: dict, factors: dict
            "paper_effect": claim.get("paper_effect", spec.get("target", math.nan)), "metric": want["metric"],
            "library": want["library"], "extractor": want["extractor"], "check": kind, "text": claim["text"],
            "source": claim["source"], "excluded": "", "paired": "", "needed": "", "seeds": "", "n_samples": ""}
-    excluded = diverged_sets(metrics)
+    excluded = diverged_sets(metrics) if excluded is None else excluded
     table, problem = config_table(metrics, paper, want, factors or {}, excluded)
     selection = spec.get("select", {})
     if table is not None:
@@ -543,7 +541,7 @@ def evaluate_claim(metrics: pd.DataFrame, paper: str, claim: dict, factors: dict
             for b in range(values.shape[1]):
                 drawn = run_check(table.assign(value=values[:, b]), claim["check"], m)[g][1]
                 effect_draws.append(drawn.value)
-        low, high = basic_interval(effect.value, effect_draws)
+        low, high = effect_interval(effect.value, effect_draws)
         groups.append(GroupResult(name, effect, low, high))
     decisive = combine(groups)
     verdict = decisive.verdict
@@ -573,7 +571,8 @@ def evaluate_claim(metrics: pd.DataFrame, paper: str, claim: dict, factors: dict
 def evaluate_claims(metrics: pd.DataFrame, replications: dict, sources: dict | None = None,
                     draws: int = 1000) -> pd.DataFrame:
     """claims.csv: one row per claim of every replication, in file order."""
-    rows = [evaluate_claim(metrics, paper, claim, factors_of(doc), sources, draws)
+    excluded = diverged_sets(metrics)
+    rows = [evaluate_claim(metrics, paper, claim, factors_of(doc), sources, draws, excluded=excluded)
             for paper, doc in sorted(replications.items()) for claim in doc.get("claims", [])]
     return pd.DataFrame(rows, columns=COLUMNS)
 
