@@ -67,14 +67,14 @@ def test_paper_routes_cifar10_experiments_and_keeps_the_others_on_fashion_mnist(
         spec = paper.sample_spec(r["paper"], r["experiment"], r["scaling"], r["sampler"], r["steps"], r["seed"])
         assert spec["training"].get("dataset") == ("cifar10" if cifar else None)
         assert paper.data_file("D", w) == ("D/cifar10.npz" if cifar else "D/fashion_mnist.npz")
-        assert (spec["n_samples"], paper.shards_of(r["paper"], r["experiment"])) == ((50000, 10) if cifar else (2048, 1))
+        assert (spec["n_samples"], paper.shards_of(r["paper"], r["experiment"])) == ((50000, 4) if cifar else (2048, 1))
         assert paper.extractor(r["paper"], r["experiment"]) == ("inception" if cifar else "fmnist-classifier")
     files = paper.metric_files("R")
     cifar_sets = sum((r["paper"], r["experiment"]) in CIFAR10_EXPERIMENTS for r in paper.sample_runs())
     assert sum(f.startswith("R/metrics_inception/") for f in files) == cifar_sets > 0
     assert paper.shard_files("R", run({"paper": "ddpm_2020", "experiment": "eps_simple", "scaling": "symmetric",
                                        "sampler": "ddpm_large", "steps": 1000, "seed": 0}))[-1] == \
-        "R/sample_shards/ddpm_2020/eps_simple/symmetric/ddpm_large/1000/seed0/shard9of10.npz"
+        "R/sample_shards/ddpm_2020/eps_simple/symmetric/ddpm_large/1000/seed0/shard3of4.npz"
     course = paper.training_spec("tfree_fastai", "cosine_t", "centered")  # the course's 15.9M UNet stays
     assert course["unet"] == {**CONFIG["scales"]["paper"]["unet"], "time_scale": 1000} and "dataset" not in course
 
@@ -159,9 +159,9 @@ def test_paper_dag_scores_cifar10_with_inception_on_50k_samples_in_shards(projec
     others = sum(1 for _ in paper.sample_runs()) - cifar
     assert counts["cifar10"] == counts["inception_reference"] == 1
     assert counts["evaluate_inception"] == counts["merge_samples"] == cifar
-    assert counts["sample_shard"] == 10 * cifar
+    assert counts["sample_shard"] == 4 * cifar
     assert counts["sample"] == counts["evaluate"] == others
-    assert "shard9of10.npz" in result.stdout and "results/paper/reference/cifar10_train_inception.npz" in result.stdout
+    assert "shard3of4.npz" in result.stdout and "results/paper/reference/cifar10_train_inception.npz" in result.stdout
     assert "--n 50000" in result.stdout
 
 

@@ -372,8 +372,11 @@ class Plan:
         return json.dumps(spec, sort_keys=True)
 
     def sample_spec_json(self, w) -> str:
-        spec = self.sample_spec(w.paper, w.experiment, w.scaling, w.sampler, w.steps, w.seed)
-        return json.dumps(spec, sort_keys=True)
+        return self._sample_spec_json(w.paper, w.experiment, w.scaling, w.sampler, w.steps, w.seed)
+
+    @functools.lru_cache(maxsize=None)  # the shards of a set share its spec: a paper DAG asks ~5 times per set
+    def _sample_spec_json(self, *key) -> str:
+        return json.dumps(self.sample_spec(*key), sort_keys=True)
 
     def metric_files(self, results: str) -> list:
         """Every per-sample-set metrics file of this scale, plus the real-data floor per seed.

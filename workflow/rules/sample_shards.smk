@@ -19,7 +19,6 @@ if PLAN.sharded():
         params:
             spec=PLAN.sample_spec_json,  # the same spec as `sample`: shards are pieces of that set
             aux=lambda w, input: " ".join(f"--aux {k}={v}" for k, v in input.items() if k != "model"),
-            shards=lambda w: w.shards,
         threads: PLAN.job_threads  # the scale's `job_threads`, capped at --cores; set per rule on clusters by the profile
         resources:
             gpu=1,
@@ -33,7 +32,7 @@ if PLAN.sharded():
             f"shard{{shard}}of{{shards}}.tsv"
         shell:
             "python -m diffrepro.stages.sample --spec {params.spec:q} --model {input.model} "
-            "{params.aux} --shard {wildcards.shard} --shards {params.shards} --out {output} "
+            "{params.aux} --shard {wildcards.shard} --shards {wildcards.shards} --out {output} "
             "--threads {threads} 2> {log}"
 
     rule merge_samples:
