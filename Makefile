@@ -15,7 +15,7 @@ FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 # rules call `python`: make it the venv's
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test smoke report lint bench gpu-check data clean-venv
+.PHONY: run test smoke report lint bench gpu-check data clean-venv clean-results
 
 run: $(STAMP) data
 	$(BIN)/snakemake --cores $(CORES) $(if $(SCALE),--config scale=$(SCALE)) $(SNAKEMAKE_ARGS)
@@ -55,3 +55,8 @@ data:
 
 clean-venv:
 	rm -rf $(VENV)
+
+# What killed or finished runs left under results/<SCALE> that no rule reads (unfinished writes,
+# empty folders; ARGS=--checkpoints: stopped trainings' resume points too). Results are never touched.
+clean-results: $(STAMP)
+	PYTHONPATH=workflow $(BIN)/python -m diffrepro.leftovers results/$(or $(SCALE),quick) $(ARGS)

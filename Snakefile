@@ -7,6 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from diffrepro.config import ConfigError, Plan, load_config, load_replications  # noqa: E402
+from diffrepro.leftovers import remove_empty_folders  # noqa: E402
 from snakemake.settings.types import DeploymentMethod  # noqa: E402
 
 
@@ -68,3 +69,9 @@ rule all:
         f"{RES}/metrics.csv",
         f"{REPORT}/README.md",
         f"{RES}/claims.csv",
+
+
+onsuccess:
+    # finished trainings delete their checkpoints and merged sets their shards; their folders stay empty
+    for leftover in ("checkpoints", "sample_shards"):
+        remove_empty_folders(f"{RES}/{leftover}", itself=True)

@@ -19,8 +19,8 @@ rule ddim_reconstruction:
     log:
         f"{RES}/logs/ddim_2021/reconstruction.log",
     shell:
-        "python -m diffrepro.stages.ddim_reconstruction --model {input.model} --data {input.data} "
-        "--settings {params.settings:q} --run {params.run:q} --out {output} --threads {threads} 2> {log}"
+        "python -m diffrepro.stages.ddim_reconstruction --model {input.model:q} --data {input.data:q} "
+        "--settings {params.settings:q} --run {params.run:q} --out {output:q} --threads {threads} 2> {log:q}"
 
 
 EXTRA_METRICS.append(f"{RES}/metrics/ddim_2021/reconstruction.csv")

@@ -21,9 +21,9 @@ rule range_bug_reference:
     log:
         f"{RES}/logs/fastai_fmnist/range_bug_reference.log",
     shell:
-        "python -m diffrepro.stages.reference --data {input.data} --classifier {input.classifier} "
+        "python -m diffrepro.stages.reference --data {input.data:q} --classifier {input.classifier:q} "
         "--resolution {params.resolution} --n {params.n_reference} --misread centered:symmetric "
-        "--out {output} --threads {threads} 2> {log}"
+        "--out {output:q} --threads {threads} 2> {log:q}"
 
 
 rule range_bug_evaluate:
@@ -42,9 +42,9 @@ rule range_bug_evaluate:
     log:
         f"{RES}/logs/fastai_fmnist/range_bug_evaluate.log",
     shell:
-        "python -m diffrepro.stages.evaluate --samples {input.samples} --classifier {input.classifier} "
-        "--reference {input.reference} --resolution {params.resolution} --fid {params.fid:q} "
-        "--misread centered:symmetric --out {output} --threads {threads} 2> {log}"
+        "python -m diffrepro.stages.evaluate --samples {input.samples:q} --classifier {input.classifier:q} "
+        "--reference {input.reference:q} --resolution {params.resolution} --fid {params.fid:q} "
+        "--misread centered:symmetric --out {output:q} --threads {threads} 2> {log:q}"
 
 
 EXTRA_METRICS.append(f"{RES}/metrics/fastai_fmnist/range_bug.csv")

@@ -38,8 +38,8 @@ rule sohl_dickstein_2015_swiss_roll:
     benchmark:
         f"{RES}/benchmarks/sohl_dickstein_2015/swiss_roll.tsv"
     shell:
-        "python -m diffrepro.stages.swiss_roll --settings {params.settings:q} --metrics {output.metrics} "
-        "--samples {output.samples} --threads {threads} 2> {log}"
+        "python -m diffrepro.stages.swiss_roll --settings {params.settings:q} --metrics {output.metrics:q} "
+        "--samples {output.samples:q} --threads {threads} 2> {log:q}"
 
 
 rule sohl_dickstein_2015_bound:
@@ -58,5 +58,5 @@ rule sohl_dickstein_2015_bound:
     benchmark:
         f"{RES}/benchmarks/sohl_dickstein_2015/bound/{{experiment}}/{{scaling}}.tsv"
     shell:
-        "python -m diffrepro.stages.bound --model {input.model} --data {input.data} "
-        "--settings {params.settings:q} --out {output} --threads {threads} 2> {log}"
+        "python -m diffrepro.stages.bound --model {input.model:q} --data {input.data:q} "
+        "--settings {params.settings:q} --out {output:q} --threads {threads} 2> {log:q}"

@@ -51,6 +51,6 @@ rule tfree_fastai_noise_level:
     benchmark:
         f"{RES}/benchmarks/tfree_fastai/{{name}}.tsv"
     shell:
-        "python -m diffrepro.stages.noise_level --spec {params.spec:q} --data {input.data} "
-        "--out {output.model} --metrics {output.metrics} --losses {output.losses} --predictions {output.predictions} "
-        "--checkpoint {params.checkpoint} --threads {threads} 2> {log}"
+        "python -m diffrepro.stages.noise_level --spec {params.spec:q} --data {input.data:q} "
+        "--out {output.model:q} --metrics {output.metrics:q} --losses {output.losses:q} --predictions {output.predictions:q} "
+        "--checkpoint {params.checkpoint:q} --threads {threads} 2> {log:q}"

@@ -117,3 +117,18 @@ def test_prepare_is_atomic_and_damaged_npz_is_reported(fmnist_npz, tmp_path):
     out.write_bytes(out.read_bytes()[:5000])
     with pytest.raises(DataError, match="unreadable.*rerun"):
         load_split(out, "test")
+
+
+def test_an_empty_data_root_says_which_source_is_used_and_why(fmnist_npz, tmp_path, capsys, monkeypatch):
+    if not (FMNIST_DEBIAN / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+    monkeypatch.setattr(data, "DEBIAN_ROOT", FMNIST_DEBIAN)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    load_raw(empty)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 4
+    for line in lines:
+        assert f"using {FMNIST_DEBIAN}/" in line and f"(data_root {empty} has neither " in line
+    load_raw(None)
+    assert all("data_root" not in line for line in capsys.readouterr().err.splitlines())

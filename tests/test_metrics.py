@@ -14,6 +14,7 @@ import pytest
 import torch
 from scipy.ndimage import uniform_filter
 
+from diffrepro import inception_weights
 from diffrepro.data import load_split
 from diffrepro.features import (
     FMNIST_CLASSIFIER,
@@ -30,6 +31,7 @@ from diffrepro.metrics import (
     clean_fid_features,
     compute_metrics,
     load_reference,
+    torch_fidelity_cache,
     write_reference,
 )
 from diffrepro.models.classifier import FashionClassifier, classifier_input_from_uint8, save_classifier
@@ -284,6 +286,8 @@ def fake_inception_weights(tmp_path, monkeypatch):
     path = tmp_path / "hub" / "checkpoints" / Path(inception.URL_INCEPTION_V3).name
     path.parent.mkdir(parents=True)
     torch.save(module.state_dict(), path)
+    # random weights are not the real file: trust this one by its own digest
+    monkeypatch.setattr(inception_weights, "SHA256_PREFIX", inception_weights.sha256(path)[:8])
     return path
 
 
@@ -303,3 +307,50 @@ def test_inception_runs_through_both_libraries_when_weights_exist(fake_inception
         assert abs(value) < 1e-3
     kids = by_library(rows, "kid")  # the same subsets of slightly different features
     assert kids["torch-fidelity"] == pytest.approx(kids["clean-fid"], rel=0.05)
+
+
+# --- files torch-fidelity would unpickle ---------------------------------------------------------------
+
+
+class WritesMarkerWhenUnpickled:
+    """Unpickling this calls open(marker, 'w'): the marker file appearing means code from a file ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def test_a_planted_inception_file_is_refused_unopened(tmp_path, monkeypatch):
+    marker = tmp_path / "ran"
+    planted = tmp_path / "hub" / "checkpoints" / inception_weights.FILE_NAME
+    planted.parent.mkdir(parents=True)
+    torch.save({"x": WritesMarkerWhenUnpickled(marker)}, planted)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(inception_weights.UntrustedWeightsError, match=r"does not start with 6726825d") as raised:
+        available_extractors({})  # found in the hub cache, checked before any library could load it
+    assert "\n" not in str(raised.value) and str(planted) in str(raised.value)
+    with pytest.raises(inception_weights.UntrustedWeightsError):
+        Extractor(INCEPTION, planted)
+    assert not marker.exists()
+
+
+def test_a_planted_torch_fidelity_cache_file_is_deleted_unopened(extractor, real_images, tmp_path):
+    path, samples = tmp_path / "reference.npz", real_images[1500:1700]
+    score = lambda: by_library(compute_metrics(samples, path, extractor, kid_subset_size=100, kid_subsets=2), "fid")
+    write_reference(real_images[:300], extractor, path)
+    first = score()  # writes the cache and records each file's digest
+    cache = torch_fidelity_cache(path, load_reference(path, extractor))
+    files = sorted(Path(cache["cache_root"]).glob(f"{cache['input2_cache_name']}-*.pt"))
+    assert files and all(f.with_name(f.name + ".sha256").is_file() for f in files)
+    assert score() == first  # recorded files are read
+    marker = tmp_path / "ran"
+    for f in files:  # replaced by a file that runs code when unpickled; the records stay as they were
+        torch.save({"x": WritesMarkerWhenUnpickled(marker)}, f)
+    with pytest.warns(UserWarning, match="without a matching recorded SHA-256; deleted unopened"):
+        again = score()
+    assert not marker.exists() and again == first
+    files[0].with_name(files[0].name + ".sha256").unlink()  # a file without a record is not read either
+    with pytest.warns(UserWarning, match="deleted unopened"):
+        assert score() == first

@@ -203,12 +203,47 @@ def test_nan_loss_stops_at_once_naming_step_value_and_config(tmp_path):
     assert "loss is nan at step 3 of 10" in message and "config abc" in message
 
 
+def test_weights_that_blow_up_with_a_finite_loss_stop_training_and_sampling(tmp_path):
+    """lr 1e9 for one step: the loss it logged was finite, the weights reach ~1e9."""
+    spec = tiny_spec(steps=1, ema_halflife_images=0)
+    spec["train"].update(lr=1e9, warmup=0, grad_clip=None)
+    data = torch.rand(32, 1, 32, 32) * 2 - 1
+    torch.manual_seed(0)
+    _, schedule, denoiser = build_model(spec)
+    with pytest.raises(TrainingDiverged, match=r"a weight reached \|w\| = .* at step 1 of 1 while the loss was "
+                                               r"[0-9.]+ \(ddpm_2020/x config abc\)"):
+        train(denoiser, schedule, build_loss(spec), data, spec["train"], describe="ddpm_2020/x config abc",
+              progress=False)
+    # a model file saved by a run that did not check its weights is refused before sampling
+    state = denoiser.state_dict()
+    model_file = {"spec": spec, "state_dict": state}
+    with pytest.raises(TrainingDiverged, match=r"weights reach \|w\| = .*its training diverged \(ddpm_2020/"):
+        draw_samples(model_file, sample_spec(), progress=False)
+
+
+def test_a_first_batch_with_nan_stops_sampling_at_once(uninterrupted, monkeypatch):
+    import diffrepro.sampling as sampling
+
+    calls = []
+
+    def diverging(network, x, sigmas, **options):
+        calls.append(1)
+        return x * float("nan")
+
+    monkeypatch.setitem(sampling.SAMPLERS, "ddpm_ancestral", diverging)
+    with pytest.raises(sampling.SamplingDiverged, match=r"non-finite pixels in the first batch \(batch 0\) of "
+                                                         r"ddpm_large at 3 steps on ddpm_2020/eps_simple/symmetric"):
+        draw_samples(torch.load(uninterrupted / "model.pt", weights_only=True), sample_spec(), progress=False)
+    assert len(calls) == 1  # not the other two batches
+
+
 def test_diverging_stage_exits_with_one_line(fmnist_npz, tmp_path):
-    # Adam moves every weight by ~lr per step: lr 1e30 overflows float32 on the second step.
+    # Adam moves every weight by ~lr per step: lr 1e30 puts weights at ~1e30 after the first step
+    # (the second step's loss would overflow float32); the weight check stops it at step 1.
     spec = tiny_spec(lr=1e30)
     result = run(train_cmd(spec, fmnist_npz, tmp_path))
-    line = assert_one_line_error(result, "at step 2 of", config_hash(spec))
-    assert " inf " in line or " nan " in line
+    line = assert_one_line_error(result, "at step 1 of", config_hash(spec))
+    assert "a weight reached |w| = " in line
     assert not (tmp_path / "model.pt").exists()
 
 
@@ -376,3 +411,62 @@ def test_changed_training_setting_reruns_train(project):
     out = dry.stdout + dry.stderr
     assert dry.returncode == 0, out[-2000:]
     assert "rule train:" in out and "Params have changed" in out, out[-2000:]
+
+
+# --- damaged data files: one line naming the file ---------------------------------------------------
+
+def _flip_a_byte_inside_the_images(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0xFF  # inside the stored (uncompressed) images array: its CRC no longer matches
+    path.write_bytes(bytes(data))
+
+
+def test_sample_set_with_a_bad_crc_is_one_line_naming_it(tmp_path):
+    from diffrepro.io import DamagedFileError
+    from diffrepro.sample_sets import read_sample_set, write_sample_set
+
+    path = tmp_path / "seed0.npz"
+    write_sample_set(path, np.random.default_rng(0).random((64, 1, 32, 32), dtype=np.float32), {"nfe": 1})
+    _flip_a_byte_inside_the_images(path)
+    with pytest.raises(DamagedFileError, match=r"seed0\.npz: sample set is truncated or corrupt .*rerun") as raised:
+        read_sample_set(path)
+    assert "\n" not in str(raised.value)
+    fid = json.dumps({"kid_subset_size": 8, "kid_subsets": 2})
+    stage = subprocess.run([sys.executable, "-m", "diffrepro.stages.evaluate", "--samples", str(path), "--classifier",
+                            str(tmp_path / "c.pt"), "--reference", str(tmp_path / "r.npz"), "--resolution", "32",
+                            "--fid", fid, "--out", str(tmp_path / "m.csv")], env=ENV, capture_output=True, text=True)
+    last = stage.stderr.strip().splitlines()[-1]
+    assert stage.returncode == 1 and "Traceback" not in stage.stderr and last.startswith(f"error: {path}: sample set")
+
+
+def test_reference_statistics_with_nan_are_one_line_naming_the_file(tmp_path):
+    from diffrepro.features import FMNIST_CLASSIFIER, Extractor
+    from diffrepro.io import DamagedFileError
+    from diffrepro.metrics import load_reference
+    from diffrepro.models.classifier import FashionClassifier, save_classifier
+
+    save_classifier(FashionClassifier(width=4), tmp_path / "classifier.pt")
+    extractor = Extractor(FMNIST_CLASSIFIER, tmp_path / "classifier.pt")
+    path = tmp_path / "reference.npz"
+    mu = np.zeros(3)
+    mu[1] = np.nan
+    np.savez(path, mu=mu, sigma=np.eye(3), extractor=extractor.name, feature_layer=extractor.feature_layer,
+             weights_sha256=extractor.weights_sha256())
+    with pytest.raises(DamagedFileError, match=r"reference\.npz: reference statistics file has NaN or inf in 'mu'"):
+        load_reference(path, extractor)
+    path.write_bytes(path.read_bytes()[:200])  # cut short
+    with pytest.raises(DamagedFileError, match=r"reference\.npz: reference statistics file is truncated or corrupt"):
+        load_reference(path, extractor)
+
+
+def test_classifier_file_is_written_atomically_and_a_damaged_one_is_one_line(tmp_path):
+    from diffrepro.io import CheckpointError
+    from diffrepro.models.classifier import FashionClassifier, load_classifier, save_classifier
+
+    path = tmp_path / "classifier.pt"
+    save_classifier(FashionClassifier(width=4), path, {"accuracy": 0.5})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier.pt"]  # no temporary left beside it
+    assert load_classifier(path)[1] == {"accuracy": 0.5}
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match=r"classifier\.pt: classifier file is truncated or corrupt.*rerun"):
+        load_classifier(path)

@@ -12,6 +12,10 @@ from diffrepro.metrics_table import COLUMNS
 
 pytestmark = pytest.mark.slow
 
+# Output folders with a space and a quote: every path reaches the rules' shell commands quoted
+OUT = "out dir's"
+CONFIG = ["scale=smoke", f"results={OUT}/results", f"reports={OUT}/reports"]
+
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
@@ -20,10 +24,15 @@ def smoke_run(tmp_path_factory):
     from conftest import copy_project
 
     project = copy_project(tmp_path_factory.mktemp("smoke") / "project")
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--config", "scale=smoke"]
+    before = {p.name for p in project.iterdir()}
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--config", *CONFIG]
     run = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stderr[-4000:]
-    return project
+    # nothing written outside the configured folders (an unquoted path splits at its space)
+    assert {p.name for p in project.iterdir()} - before <= {OUT, ".snakemake"}
+    # finished trainings leave no checkpoint, nor (after the run) its empty folder
+    assert not (project / OUT / "results" / "smoke" / "checkpoints").exists()
+    return project / OUT
 
 
 def test_metrics_have_both_libraries_for_every_sample_set(smoke_run):
@@ -86,13 +95,14 @@ def test_report_and_html_report(smoke_run):
     edm = pd.read_csv(report / "tables" / "karras_edm_2022.csv")
     assert edm["ours"].str.contains("±").any() and set(edm["seeds"]) == {1, 2}  # smoke replicates: seeds [0, 1]
     html = smoke_run / "report.html"
-    r = subprocess.run([sys.executable, "-m", "snakemake", "--config", "scale=smoke", "--report", str(html)],
-                       cwd=smoke_run, capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-m", "snakemake", "--config", *CONFIG, "--report", str(html)],
+                       cwd=smoke_run.parent, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert html.stat().st_size > 50_000
     assert "karras_edm_2022" in html.read_text(errors="replace")  # figures are filed under their paper
 
 
 def test_rerun_has_nothing_to_do(smoke_run):
-    r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--config", "scale=smoke"], cwd=smoke_run, capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--config", *CONFIG],
+                       cwd=smoke_run.parent, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "Nothing to be done" in r.stdout + r.stderr

@@ -193,6 +193,11 @@ def config_hash(spec: dict) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def describe_training(spec: dict) -> str:
+    """A network in messages: paper/experiment/input scaling and its training spec's hash."""
+    return f"{spec['paper']}/{spec['experiment']}/{spec['input_scaling']} config {config_hash(spec)}"
+
+
 def per_scale(value, scale: str) -> list:
     """A YAML list that applies to every scale, or a {scale: list} mapping (absent scale: empty)."""
     return value if isinstance(value, list) else value.get(scale, [])

@@ -9,6 +9,7 @@ resolution shares one verified copy.
 import gzip
 import hashlib
 import os
+import sys
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -87,6 +88,14 @@ def _download(stem: str, dest: Path) -> Path:
     return target
 
 
+def _say_source(stem: str, path: Path, data_root) -> None:
+    """Log (stderr: the rule's log) which file is used, and why not data_root's when it was set."""
+    line = f"{stem}: using {path}"
+    if data_root and Path(data_root).resolve() not in Path(path).resolve().parents:
+        line += f" (data_root {data_root} has neither {stem}.gz nor {stem})"
+    print(line, file=sys.stderr)
+
+
 def load_raw(data_root=None, download_dir=None) -> dict:
     """The four arrays, from data_root, then Debian's package, then the canonical download."""
     roots = [r for r in (data_root, DEBIAN_ROOT, download_dir) if r]
@@ -99,6 +108,7 @@ def load_raw(data_root=None, download_dir=None) -> dict:
             if download_dir is None:
                 raise DataError(f"Fashion-MNIST file {stem} not found in {', '.join(map(str, roots))}; {HOW_TO_GET}")
             path = _download(stem, Path(download_dir))
+        _say_source(stem, path, data_root)
         raw = _load_file(path)
         digest = hashlib.sha256(raw).hexdigest()
         if digest != SHA256[stem]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -170,12 +170,16 @@ class ExtractorKind:
     # clean-fid's own network, cls(weights_path, feature_layer), fed clean-fid's resized images;
     # None: clean-fid runs module_class's module on the pixels as they are
     clean_fid_network: type | None = None
+    # checks a weights file before anything opens it (raises); None: the file is ours, read
+    # with torch.load(weights_only=True)
+    verify_weights: Callable[[Path], Path] | None = None
 
 
 EXTRACTOR_KINDS = {
     FMNIST_CLASSIFIER: ExtractorKind(FMNIST_CLASSIFIER, ClassifierFeatureExtractor, "prelogits", 1),
     # Inception-v3 wants RGB; grey images are repeated over 3 channels, it resizes to 299 itself.
-    INCEPTION: ExtractorKind(INCEPTION_TORCH_FIDELITY_NAME, InceptionFeatureExtractor, "2048", 3, CleanFidInception),
+    INCEPTION: ExtractorKind(INCEPTION_TORCH_FIDELITY_NAME, InceptionFeatureExtractor, "2048", 3, CleanFidInception,
+                             inception_weights.verify),
 }
 
 
@@ -191,6 +195,8 @@ class Extractor:
         if self.name not in EXTRACTOR_KINDS:
             raise ValueError(f"unknown extractor {self.name!r}; known: {sorted(EXTRACTOR_KINDS)}")
         object.__setattr__(self, "weights_path", Path(self.weights_path))
+        if self.kind.verify_weights is not None:  # before build(), torch-fidelity or clean-fid can open it
+            self.kind.verify_weights(self.weights_path)
         if self.feature_layer is None:
             object.__setattr__(self, "feature_layer", self.kind.default_layer)
 

@@ -4,6 +4,7 @@ Torch-free, because the Snakefile asks at parse time: a scale whose experiments 
 Inception features must not start without them. Nothing here downloads.
 """
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -14,6 +15,35 @@ from pathlib import Path
 FILE_NAME = "pt_inception-2015-12-05-6726825d.pth"
 TORCH_FIDELITY_FILE_NAME = "weights-inception-2015-12-05-6726825d.pth"
 CONFIG_KEY = "inception_weights"
+# torch-fidelity and torch hub unpickle this file (weights_only=False): a file that is not the real
+# one could run code. Its SHA-256 must start with the prefix both libraries' file names carry.
+SHA256_PREFIX = "6726825d"
+
+
+class UntrustedWeightsError(ValueError):
+    """A weights file is not the file its name promises; nothing has opened it."""
+
+
+def sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(path) -> Path:
+    """`path` if its SHA-256 starts with SHA256_PREFIX; else UntrustedWeightsError, one line.
+
+    Reads bytes only: the check runs before torch-fidelity or clean-fid loads the file."""
+    path = Path(path)
+    digest = sha256(path)
+    if not digest.startswith(SHA256_PREFIX):
+        raise UntrustedWeightsError(
+            f"{path}: SHA-256 {digest[:16]}... does not start with {SHA256_PREFIX}, so it is not {FILE_NAME} "
+            f"(the FID Inception-v3 weights); it was not opened, since loading it could run code. Replace it with "
+            f"the genuine file (pytorch-fid's release), or point `{CONFIG_KEY}` at one")
+    return path
 
 
 def hub_dir() -> Path:

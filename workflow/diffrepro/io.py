@@ -15,6 +15,27 @@ class CheckpointError(RuntimeError):
     """A checkpoint or model file is unreadable; the message says what to delete or rerun."""
 
 
+class DamagedFileError(ValueError):
+    """A data file the workflow wrote (sample set, reference statistics) is unreadable or holds
+    NaN/inf; the message names it and says what to delete or rerun."""
+
+
+@contextlib.contextmanager
+def reading(path, what: str, fix: str = REBUILD):
+    """Turn any damage found while reading `path` inside the block into one DamagedFileError line.
+
+    numpy reads an npz lazily: a bad CRC surfaces when an array is taken, so the block must take them."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        if isinstance(err, DamagedFileError):
+            raise
+        text = str(err).strip().splitlines()[0][:100] if str(err).strip() else ""
+        raise DamagedFileError(f"{path}: {what} is truncated or corrupt ({type(err).__name__}: {text}); {fix}") from None
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path`; it becomes `path` only if the block finishes.

@@ -9,13 +9,16 @@ clean-fid's own features and statistics where its network differs. clean-fid sco
 stored mu/sigma and features, the way clean-fid's custom statistics work; torch-fidelity cannot
 take precomputed features, so it extracts the stored reference pixels itself, once: its cache
 (beside the reference file) is named by a hash of the reference pixels and the extractor's
-weights, so a changed reference or extractor can never hit a stale entry.
+weights, so a changed reference or extractor can never hit a stale entry. torch-fidelity unpickles
+its cache files (weights_only=False), so each one must match the SHA-256 we recorded beside it when
+it was written; a file without a matching record is deleted unopened and recomputed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import tempfile
+import uuid
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +37,7 @@ from diffrepro.features import (
     pixels_for_extractor,
     quantize_to_uint8,
 )
+from diffrepro.io import REBUILD, DamagedFileError, reading
 
 LIBRARIES = ("torch-fidelity", "clean-fid")
 KID_SUBSETS = 100
@@ -105,8 +109,11 @@ def write_reference(images: np.ndarray, extractor: Extractor, path, *, batch_siz
 
 def load_reference(path, extractor: Extractor) -> dict:
     """The reference arrays, after checking they were made by this extractor's current weights."""
-    with np.load(Path(path)) as stored:
+    with reading(path, "reference statistics file"), np.load(Path(path)) as stored:
         reference = {key: stored[key] for key in stored.files}
+    for key, array in reference.items():
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise DamagedFileError(f"{path}: reference statistics file has NaN or inf in '{key}'; {REBUILD}")
     made_with = (str(reference["extractor"]), str(reference["feature_layer"]), str(reference["weights_sha256"]))
     wanted = (extractor.name, extractor.feature_layer, extractor.weights_sha256())
     if made_with != wanted:
@@ -128,12 +135,51 @@ def torch_fidelity_cache(reference_path, reference: dict) -> dict:
             "input2_cache_name": f"reference-{digest.hexdigest()[:24]}"}
 
 
+DIGEST_SUFFIX = ".sha256"
+
+
+def _cache_files(cache: dict) -> list[Path]:
+    root = Path(cache["cache_root"])
+    return sorted(root.glob(f"{cache['input2_cache_name']}-*.pt")) if root.is_dir() else []
+
+
+def drop_unrecorded_cache_files(cache: dict) -> list[Path]:
+    """Delete this reference's cache files whose recorded digest is missing or differs (unopened)."""
+    dropped = []
+    for path in _cache_files(cache):
+        record = path.with_name(path.name + DIGEST_SUFFIX)
+        if record.is_file() and record.read_text().strip() == _sha256(path):
+            continue
+        path.unlink(missing_ok=True)
+        record.unlink(missing_ok=True)
+        dropped.append(path)
+    return dropped
+
+
+def record_cache_files(cache: dict) -> None:
+    """Record the digest of each cache file torch-fidelity has just written (atomically: jobs run side by side)."""
+    for path in _cache_files(cache):
+        record = path.with_name(path.name + DIGEST_SUFFIX)
+        if not record.is_file():
+            tmp = record.with_name(f"{record.name}.{uuid.uuid4().hex}.tmp")
+            tmp.write_text(_sha256(path) + "\n")
+            tmp.replace(record)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def torch_fidelity_fid_kid(
     pixels: np.ndarray, reference_pixels: np.ndarray, extractor: Extractor, *, kid_subset_size: int,
     kid_subsets: int = KID_SUBSETS, seed: int = 0, batch_size: int = 256, device=None, cache: dict | None = None,
 ) -> dict[str, float]:
     """FID and KID by torch_fidelity.calculate_metrics with our extractor registered in it;
     `cache` (torch_fidelity_cache) reuses the reference's features, else nothing is cached."""
+    if cache:
+        for path in drop_unrecorded_cache_files(cache):
+            warnings.warn(f"{path}: torch-fidelity cache file without a matching recorded SHA-256; deleted unopened "
+                          "(it is recomputed)", stacklevel=2)
     scores = torch_fidelity.calculate_metrics(
         input1=Uint8ImageDataset(pixels_for_extractor(pixels, extractor)),
         input2=Uint8ImageDataset(pixels_for_extractor(reference_pixels, extractor)),
@@ -152,6 +198,8 @@ def torch_fidelity_fid_kid(
         verbose=False,
         **(cache or {"cache": False}),
     )
+    if cache:
+        record_cache_files(cache)
     return {"fid": scores[torch_fidelity.KEY_METRIC_FID], "kid": scores[torch_fidelity.KEY_METRIC_KID_MEAN]}
 
 

@@ -11,7 +11,7 @@ import json
 import numpy as np
 
 from .config import config_hash
-from .io import atomic_path
+from .io import atomic_path, reading
 
 
 class ShardError(ValueError):
@@ -38,7 +38,8 @@ def write_sample_set(path, images: np.ndarray, meta: dict) -> None:
 
 
 def read_sample_set(path) -> tuple:
-    with np.load(path) as f:
+    """(images, meta) of a sample-set file; a damaged one is one DamagedFileError line naming it."""
+    with reading(path, "sample set", "delete it and rerun the workflow to draw it again"), np.load(path) as f:
         return f["images"], json.loads(str(f["meta"]))
 
 

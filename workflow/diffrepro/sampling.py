@@ -11,11 +11,13 @@ import numpy as np
 import torch
 
 from .build import load_model, sampler_options, sampling_sigmas
+from .config import describe_training
 from .datasets import dataset_of
 from .performance import (Performance, compile_module, configure_backends, in_autocast, place_batch, place_module,
                           resolve_device)
 from .samplers import SAMPLERS, nfe
 from .scalings import get_scaling
+from .training import TrainingDiverged, weight_blowup
 
 
 def load_aux(option: str, path, device="cpu"):
@@ -50,6 +52,10 @@ def shard_batches(n_samples: int, batch_size: int, shard: int, shards: int) -> r
 
 
 @torch.no_grad()
+class SamplingDiverged(RuntimeError):
+    """A sample batch came out with NaN or inf pixels."""
+
+
 def draw_samples(model_file: dict, sample_spec: dict, progress=True, batches=None, aux=None):
     """(images in [0,1] float32 [N,C,H,W], info dict) for one sampler/steps/seed.
 
@@ -62,6 +68,10 @@ def draw_samples(model_file: dict, sample_spec: dict, progress=True, batches=Non
     device = resolve_device(performance.device)
     configure_backends(performance, device)
     schedule, denoiser = load_model(model_file)
+    peak_weight = weight_blowup(denoiser.state_dict().values())
+    if peak_weight is not None:  # a model file from a run that blew up without a non-finite loss
+        raise TrainingDiverged(f"the network's weights reach |w| = {peak_weight:.3g}: its training diverged "
+                               f"({describe_training(training)}); delete the model file and retrain with a lower train.lr")
     network = in_autocast(compile_module(place_module(denoiser, performance, device), performance),
                           performance, device)
     sampler = sample_spec["sampler"]
@@ -78,6 +88,10 @@ def draw_samples(model_file: dict, sample_spec: dict, progress=True, batches=Non
         size = min(bs, n - start)
         x = place_batch(torch.randn(size, channels, res, res, generator=g) * sigmas[0], performance, device)
         x0 = SAMPLERS[sampler["name"]](network, x, sigmas, generator=g, progress=progress, **options)
+        if not out and not torch.isfinite(x0).all():  # the first batch: stop before drawing the rest
+            raise SamplingDiverged(f"{int((~torch.isfinite(x0)).sum())} non-finite pixels in the first batch "
+                                   f"(batch {k}) of {sampler['label']} at {sampler['steps']} steps on "
+                                   f"{describe_training(training)}; the sampler or the network diverged")
         out.append(scaling.to_image(x0.to("cpu", memory_format=torch.contiguous_format)))
     images = torch.cat(out).numpy().astype(np.float32)
     info = {"nfe": nfe(sampler["name"], sigmas, **options), "seconds": time.perf_counter() - t0,

@@ -38,6 +38,18 @@ CHECKPOINT_KEYS = ("describe", "model", "opt", "ema", "step", "log", "order", "c
 class TrainingDiverged(RuntimeError):
     pass
 
+# Trained diffusion networks here keep every weight well below 10 in magnitude; a step with an
+# absurd learning rate leaves 1e6 and more while the loss it logged was still finite.
+MAX_ABS_WEIGHT = 1e4
+
+
+def weight_blowup(tensors) -> float | None:
+    """The largest |weight| if it is non-finite or above MAX_ABS_WEIGHT, else None."""
+    floats = [t.detach() for t in tensors if t.is_floating_point()]
+    peak = float(torch.nn.utils.get_total_norm(floats, norm_type=math.inf)) if floats else 0.0
+    return None if math.isfinite(peak) and peak <= MAX_ABS_WEIGHT else peak
+
+
 
 def lr_at(step: int, total: int, peak: float, warmup: int, decay: str = "cosine") -> float:
     """Linear warmup, then cosine decay to 0 or (DDPM, EDM) the peak held to the end."""
@@ -182,6 +194,11 @@ def train(denoiser, schedule, loss_fn, data: torch.Tensor, cfg: dict, *, checkpo
         if clip:
             torch.nn.utils.clip_grad_norm_(denoiser.parameters(), clip)
         opt.step()
+        peak_weight = weight_blowup(denoiser.parameters())
+        if peak_weight is not None:
+            raise TrainingDiverged(f"training diverged: a weight reached |w| = {peak_weight:.3g} at step {step + 1} of "
+                                   f"{steps} while the loss was {loss.item():.4g} ({describe}); lower train.lr "
+                                   f"(now {peak:g}) or check the schedule/parameterisation/loss of this experiment")
         if ema is not None:
             decay = ema_decay(batch, halflife, (step + 1) * batch, rampup)
             with torch.no_grad():

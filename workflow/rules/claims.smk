@@ -24,5 +24,5 @@ rule claims:
     log:
         f"{RES}/logs/claims.log",
     shell:
-        "python -m diffrepro.stages.claims --metrics {input.metrics} --replications {params.replications:q} "
-        "--reference {input.reference} --draws {params.draws} --out {output} 2> {log}"
+        "python -m diffrepro.stages.claims --metrics {input.metrics:q} --replications {params.replications:q} "
+        "--reference {input.reference:q} --draws {params.draws} --out {output:q} 2> {log:q}"

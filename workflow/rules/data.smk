@@ -9,8 +9,8 @@ rule fashion_mnist:
     log:
         f"{DATA}/logs/fashion_mnist.log",
     shell:
-        "python -m diffrepro.stages.prepare_data --out {output} --data-root={params.data_root:q} "
-        "--download-dir={params.download_dir:q} 2> {log}"
+        "python -m diffrepro.stages.prepare_data --out {output:q} --data-root={params.data_root:q} "
+        "--download-dir={params.download_dir:q} 2> {log:q}"
 
 
 # Paper scale: experiments that declare `dataset: cifar10` (replications/*.yaml) train on it.
@@ -25,5 +25,5 @@ rule cifar10:
     log:
         f"{DATA}/logs/cifar10.log",
     shell:
-        "python -m diffrepro.stages.prepare_cifar10 --out {output} --root={params.root:q} "
-        "--download-dir={params.download_dir:q} 2> {log}"
+        "python -m diffrepro.stages.prepare_cifar10 --out {output:q} --root={params.root:q} "
+        "--download-dir={params.download_dir:q} 2> {log:q}"

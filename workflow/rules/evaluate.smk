@@ -14,8 +14,8 @@ rule train_classifier:
     benchmark:
         f"{RES}/benchmarks/train_classifier.tsv"
     shell:
-        "python -m diffrepro.stages.train_classifier --cfg {params.cfg:q} --data {input.data} "
-        "--out {output.model} --metrics {output.metrics} --threads {threads} 2> {log}"
+        "python -m diffrepro.stages.train_classifier --cfg {params.cfg:q} --data {input.data:q} "
+        "--out {output.model:q} --metrics {output.metrics:q} --threads {threads} 2> {log:q}"
 
 
 rule reference_features:
@@ -33,8 +33,8 @@ rule reference_features:
     log:
         f"{RES}/logs/reference_features.log",
     shell:
-        "python -m diffrepro.stages.reference --data {input.data} --classifier {input.classifier} "
-        "--resolution {params.resolution} --n {params.n_reference} --out {output} --threads {threads} 2> {log}"
+        "python -m diffrepro.stages.reference --data {input.data:q} --classifier {input.classifier:q} "
+        "--resolution {params.resolution} --n {params.n_reference} --out {output:q} --threads {threads} 2> {log:q}"
 
 
 rule real_data_floor:
@@ -54,9 +54,9 @@ rule real_data_floor:
     log:
         f"{RES}/logs/real_data_floor/seed{{seed}}.log",
     shell:
-        "python -m diffrepro.stages.evaluate --real-data {input.data} --n {params.n} --seed {wildcards.seed} "
-        "--resolution {params.resolution} --classifier {input.classifier} "
-        "--reference {input.reference} --fid {params.fid:q} --out {output} --threads {threads} 2> {log}"
+        "python -m diffrepro.stages.evaluate --real-data {input.data:q} --n {params.n} --seed {wildcards.seed} "
+        "--resolution {params.resolution} --classifier {input.classifier:q} "
+        "--reference {input.reference:q} --fid {params.fid:q} --out {output:q} --threads {threads} 2> {log:q}"
 
 
 rule evaluate:
@@ -77,6 +77,6 @@ rule evaluate:
     log:
         f"{RES}/logs/evaluate/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.log",
     shell:
-        "python -m diffrepro.stages.evaluate --samples {input.samples} --classifier {input.classifier} "
-        "--reference {input.reference} --resolution {params.resolution} --fid {params.fid:q} "
-        "--out {output.metrics} --features {output.features} --threads {threads} 2> {log}"
+        "python -m diffrepro.stages.evaluate --samples {input.samples:q} --classifier {input.classifier:q} "
+        "--reference {input.reference:q} --resolution {params.resolution} --fid {params.fid:q} "
+        "--out {output.metrics:q} --features {output.features:q} --threads {threads} 2> {log:q}"

@@ -26,8 +26,8 @@ if PLAN.inception_weights:
         log:
             f"{RES}/logs/inception_reference/{{dataset}}.log",
         shell:
-            "python -m diffrepro.stages.inception_reference --data {input.data} --weights {params.weights:q} "
-            "--n {params.n} --out {output} --threads {threads} 2> {log}"
+            "python -m diffrepro.stages.inception_reference --data {input.data:q} --weights {params.weights:q} "
+            "--n {params.n} --out {output:q} --threads {threads} 2> {log:q}"
 
     rule evaluate_inception:
         input:
@@ -47,6 +47,6 @@ if PLAN.inception_weights:
         log:
             f"{RES}/logs/evaluate_inception/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.log",
         shell:
-            "python -m diffrepro.stages.evaluate_inception --samples {input.samples} --weights {params.weights:q} "
-            "--reference {input.reference} --fid {params.fid:q} --out {output.metrics} --features {output.features} "
-            "--threads {threads} 2> {log}"
+            "python -m diffrepro.stages.evaluate_inception --samples {input.samples:q} --weights {params.weights:q} "
+            "--reference {input.reference:q} --fid {params.fid:q} --out {output.metrics:q} --features {output.features:q} "
+            "--threads {threads} 2> {log:q}"

@@ -8,7 +8,7 @@ rule aggregate_metrics:
     log:
         f"{RES}/logs/aggregate_metrics.log",
     shell:
-        "python -m diffrepro.stages.aggregate --out {output} {input} 2> {log}"
+        "python -m diffrepro.stages.aggregate --out {output:q} {input:q} 2> {log:q}"
 
 
 rule report:
@@ -36,7 +36,7 @@ rule report:
     log:
         f"{RES}/logs/report.log",
     shell:
-        "python -m diffrepro.stages.report --metrics {input.metrics} --classifier {input.classifier} --claims {input.claims} "
-        "--losses {input.losses} --noise-level-predictions {input.noise_level_predictions} --swiss-roll {input.swiss_roll} "
-        "--replications {params.replications} --scale {params.scale} --inception-weights={params.inception:q} "
-        "--command {params.command:q} --out-dir $(dirname {output.readme}) 2> {log}"
+        "python -m diffrepro.stages.report --metrics {input.metrics:q} --classifier {input.classifier:q} --claims {input.claims:q} "
+        "--losses {input.losses:q} --noise-level-predictions {input.noise_level_predictions:q} --swiss-roll {input.swiss_roll:q} "
+        "--replications {params.replications:q} --scale {params.scale:q} --inception-weights={params.inception:q} "
+        "--command {params.command:q} --out-dir "$(dirname {output.readme:q})" 2> {log:q}"

@@ -5,7 +5,7 @@ rule sample:
         f"{RES}/samples/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.npz",
     params:
         spec=PLAN.sample_spec_json,
-        aux=lambda w, input: " ".join(f"--aux {k}={v}" for k, v in input.items() if k != "model"),
+        aux=lambda w, input: " ".join(f"--aux {shlex.quote(f'{k}={v}')}" for k, v in input.items() if k != "model"),
     threads: PLAN.job_threads  # the scale's `job_threads`, capped at --cores; set per rule on clusters by the profile
     resources:
         gpu=1,
@@ -16,5 +16,5 @@ rule sample:
     benchmark:
         f"{RES}/benchmarks/sample/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.tsv"
     shell:
-        "python -m diffrepro.stages.sample --spec {params.spec:q} --model {input.model} "
-        "{params.aux} --out {output} --threads {threads} 2> {log}"
+        "python -m diffrepro.stages.sample --spec {params.spec:q} --model {input.model:q} "
+        "{params.aux} --out {output:q} --threads {threads} 2> {log:q}"

@@ -18,7 +18,7 @@ if PLAN.sharded():
             shards=r"[2-9]|[1-9]\d+",  # a set drawn whole is `sample`'s (see merge_samples)
         params:
             spec=PLAN.sample_spec_json,  # the same spec as `sample`: shards are pieces of that set
-            aux=lambda w, input: " ".join(f"--aux {k}={v}" for k, v in input.items() if k != "model"),
+            aux=lambda w, input: " ".join(f"--aux {shlex.quote(f'{k}={v}')}" for k, v in input.items() if k != "model"),
         threads: PLAN.job_threads  # the scale's `job_threads`, capped at --cores; set per rule on clusters by the profile
         resources:
             gpu=1,
@@ -31,9 +31,9 @@ if PLAN.sharded():
             f"{RES}/benchmarks/sample_shard/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}/"
             f"shard{{shard}}of{{shards}}.tsv"
         shell:
-            "python -m diffrepro.stages.sample --spec {params.spec:q} --model {input.model} "
-            "{params.aux} --shard {wildcards.shard} --shards {wildcards.shards} --out {output} "
-            "--threads {threads} 2> {log}"
+            "python -m diffrepro.stages.sample --spec {params.spec:q} --model {input.model:q} "
+            "{params.aux} --shard {wildcards.shard} --shards {wildcards.shards} --out {output:q} "
+            "--threads {threads} 2> {log:q}"
 
     rule merge_samples:
         # A set drawn whole (its data set's or the scale's shards: 1) would need shard0of1, which
@@ -48,4 +48,4 @@ if PLAN.sharded():
         log:
             f"{RES}/logs/merge_samples/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.log",
         shell:
-            "python -m diffrepro.stages.merge_samples --out {output} {input} 2> {log}"
+            "python -m diffrepro.stages.merge_samples --out {output:q} {input:q} 2> {log:q}"

@@ -17,9 +17,9 @@ rule train:
     benchmark:
         f"{RES}/benchmarks/train/{{paper}}/{{experiment}}/{{scaling}}.tsv"
     shell:
-        "python -m diffrepro.stages.train --spec {params.spec:q} --data {input.data} "
-        "--out {output.model} --losses {output.losses} --checkpoint {params.checkpoint} "
-        "--threads {threads} 2> {log}"
+        "python -m diffrepro.stages.train --spec {params.spec:q} --data {input.data:q} "
+        "--out {output.model:q} --losses {output.losses:q} --checkpoint {params.checkpoint:q} "
+        "--threads {threads} 2> {log:q}"
 
 
 # Replicate k of a network (a sampler's `seeds:`): the same training with the train seed shifted by k.

@@ -23,6 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..io import atomic_save, load_checkpoint
+
 N_CLASSES = 10
 
 
@@ -165,14 +167,12 @@ def train_classifier(
 
 def save_classifier(model: FashionClassifier, path, meta: dict | None = None) -> None:
     """Store config + state_dict + meta (plain numbers/strings only, so weights_only loading works)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": dict(model.config), "state_dict": model.state_dict(), "meta": dict(meta or {})}, path)
+    atomic_save({"config": dict(model.config), "state_dict": model.state_dict(), "meta": dict(meta or {})}, path)
 
 
 def load_classifier(path) -> tuple[FashionClassifier, dict]:
     """Rebuild the classifier saved by `save_classifier`; returns (model in eval mode, meta)."""
-    stored = torch.load(Path(path), map_location="cpu", weights_only=True)
+    stored = load_checkpoint(Path(path), "classifier file", required=("config", "state_dict", "meta"))
     model = FashionClassifier(**stored["config"])
     model.load_state_dict(stored["state_dict"])
     model.requires_grad_(False)

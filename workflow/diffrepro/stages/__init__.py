@@ -6,7 +6,9 @@ import sys
 # Failures a user can fix (bad data, damaged file, bad config, diverged run, wrong image range):
 # they get one actionable line; anything else is a bug and keeps its traceback.
 USER_ERRORS = {"DataError", "CheckpointError", "ConfigError", "TrainingDiverged", "ImageSetError",
-               "FeatureExtractorUnavailable", "StaleResults", "ShardError", "DeviceUnavailable"}
+               "FeatureExtractorUnavailable", "StaleResults", "ShardError", "DeviceUnavailable",
+               "UntrustedWeightsError", "DamagedFileError",
+               "SamplingDiverged"}
 
 
 def run_stage(main) -> None:

@@ -13,6 +13,7 @@ from ..metrics import compute_metrics
 from ..metrics_table import PIXELS, rows_for
 from ..io import atomic_path
 from ..pixel_stats import pixel_statistics
+from ..sample_sets import read_sample_set
 from ..scalings import misread
 from ..set_statistics import set_statistics
 from . import parse_stage_args, run_stage, stage_parser
@@ -24,8 +25,7 @@ def read_reference_set(reference_path) -> tuple:
 
 
 def load_samples(path):
-    with np.load(path) as f:
-        return f["images"], json.loads(str(f["meta"]))
+    return read_sample_set(path)
 
 
 def real_floor_run(data, n, seed, resolution):

@@ -7,7 +7,7 @@ import pandas as pd
 import torch
 
 from ..build import build_loss, build_model
-from ..config import config_hash
+from ..config import config_hash, describe_training
 from ..data import load_split
 from ..io import atomic_path, atomic_save
 from ..performance import Performance
@@ -33,7 +33,7 @@ def main(argv=None):
     state, log = train(denoiser, schedule, build_loss(spec), data, spec["train"],
                        checkpoint_path=Path(args.checkpoint) if args.checkpoint else None,
                        performance=Performance.of_spec(spec),
-                       describe=f"{spec['paper']}/{spec['experiment']}/{spec['input_scaling']} config {digest}")
+                       describe=describe_training(spec))
     with atomic_path(args.losses) as tmp:
         pd.DataFrame(log).to_csv(tmp, index=False)
     atomic_save({"spec": spec, "config_hash": digest, "state_dict": state,
