@@ -64,6 +64,14 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/claims.smk"
 
 
+# Tables, claims and the report: cheap jobs that run where Snakemake runs, never queued on a cluster
+localrules:
+    all,
+    aggregate_metrics,
+    claims,
+    report,
+
+
 rule all:
     input:
         f"{RES}/metrics.csv",

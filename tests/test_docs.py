@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 # Built from pieces so that this file does not match itself.
@@ -54,3 +55,11 @@ def test_the_pattern_catches_each_form_of_citation():
 def test_papers_doc_is_linked_from_the_readme():
     assert (ROOT / "docs" / "papers.md").is_file()
     assert "docs/papers.md" in (ROOT / "README.md").read_text()
+
+
+def test_license_and_citation_file_agree():
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert citation["cff-version"] == "1.2.0" and citation["title"].startswith("diffrepro")
+    assert citation["license"] == "MIT" and (ROOT / "LICENSE").read_text().startswith("MIT License")
+    version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), flags=re.M).group(1)
+    assert citation["version"] == version

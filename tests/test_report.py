@@ -2,6 +2,7 @@
 
 import base64
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,8 @@ import pytest
 from diffrepro import figures
 from diffrepro.reporting import claims_front, library_agreement, metric_table, model_rows, paper_table
 from diffrepro.stages.report import Report, job_times, paper_section, sample_grids
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def rows(values, library="clean-fid", metric="fid", sampler="heun", steps=10):
@@ -144,3 +147,24 @@ def test_paper_table_shows_each_sets_interval_and_fid_infinity_next_to_its_fid()
     kid_row = table[table["metric"] == "kid"].iloc[0]
     assert kid_row["95% CI (images)"] == "[0.005, 0.02]" and kid_row["library"] == "diffrepro"
     assert not set(table["metric"]) & {"fid_ci_low", "fid_infinity", "kid_ci_high"}
+
+
+def test_html_report_files_each_figure_under_its_paper():
+    """The figure pattern of the report rule splits <paper>__<what>.png at the paper's end, not at the
+    last "__" (which made every sample grid a category of its own, captioned with one word)."""
+    import re as regex
+
+    from snakemake.io import regex_from_filepattern
+
+    rule = (ROOT / "workflow" / "rules" / "report.smk").read_text()
+    pattern = regex.search(r'patterns=\["(\{paper,[^"]+__\{figure\}\.png)"\]', rule).group(1)
+    match = regex.compile(regex_from_filepattern(pattern)).match
+    for name, paper, figure in [
+        ("chen_2023__samples__noise__sched_cosine__b1__norm_on__res16__symmetric.png", "chen_2023",
+         "samples__noise__sched_cosine__b1__norm_on__res16__symmetric"),
+        ("karras_edm_2022__fid_vs_nfe.png", "karras_edm_2022", "fid_vs_nfe"),
+        ("all__loss_curves.png", "all", "loss_curves"),
+        ("tfree_fastai__noise_level_predictions__noise_level.png", "tfree_fastai", "noise_level_predictions__noise_level"),
+    ]:
+        found = match(name)
+        assert found and (found["paper"], found["figure"]) == (paper, figure), name

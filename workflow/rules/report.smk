@@ -21,16 +21,21 @@ rule report:
         swiss_roll=REPORT_EXTRAS["swiss_roll"],
     output:
         readme=f"{REPORT}/README.md",
-        tables=report(directory(f"{REPORT}/tables"), patterns=["{name}.csv"], category="Tables",
+        # the HTML report files everything by paper: a paper's table is <paper>.csv, the others span papers
+        tables=report(directory(f"{REPORT}/tables"), patterns=["{name}.csv"], subcategory="tables",
+                      category=lambda w: w.name if w.name in PLAN.replications else "across papers",
                       caption="../report/table.rst", labels=lambda w: {"table": w.name}),
-        # figures are named <paper>__<what>.png: the paper is the HTML report's category
-        figures=report(directory(f"{REPORT}/figures"), patterns=["{paper}__{figure}.png"], category=lambda w: "across papers" if w.paper == "all" else w.paper,
+        # figures are named <paper>__<what>.png; a paper name never holds "__" (the pattern must not
+        # take the figure's own "__"-separated parts into the paper)
+        figures=report(directory(f"{REPORT}/figures"), patterns=["{paper,[a-z0-9]+(?:_[a-z0-9]+)*}__{figure}.png"],
+                       category=lambda w: "across papers" if w.paper == "all" else w.paper, subcategory="figures",
                        caption="../report/figure.rst", labels=lambda w: {"figure": w.figure.replace("__", " ")}),
     params:
         replications=config["replications"],
         scale=SCALE,
         inception=config.get("inception_weights") or "",
         command=f"snakemake --cores all --config scale={SCALE}",
+        out_dir=REPORT,
     conda:
         "../../envs/environment.yaml"
     log:
@@ -39,4 +44,4 @@ rule report:
         "python -m diffrepro.stages.report --metrics {input.metrics:q} --classifier {input.classifier:q} --claims {input.claims:q} "
         "--losses {input.losses:q} --noise-level-predictions {input.noise_level_predictions:q} --swiss-roll {input.swiss_roll:q} "
         "--replications {params.replications:q} --scale {params.scale:q} --inception-weights={params.inception:q} "
-        "--command {params.command:q} --out-dir "$(dirname {output.readme:q})" 2> {log:q}"
+        "--command {params.command:q} --out-dir {params.out_dir:q} 2> {log:q}"
