@@ -68,7 +68,7 @@ def draw_samples(model_file: dict, sample_spec: dict, progress=True, batches=Non
     device = resolve_device(performance.device)
     configure_backends(performance, device)
     schedule, denoiser = load_model(model_file)
-    peak_weight = weight_blowup(denoiser.state_dict().values())
+    peak_weight = weight_blowup(denoiser.parameters())
     if peak_weight is not None:  # a model file from a run that blew up without a non-finite loss
         raise TrainingDiverged(f"the network's weights reach |w| = {peak_weight:.3g}: its training diverged "
                                f"({describe_training(training)}); delete the model file and retrain with a lower train.lr")
