@@ -83,11 +83,11 @@ def run_ours(name, network, steps):
     sampler, options = OURS[name]
     sigmas = S.SCHEDULES["linear_beta"]().sampling_sigmas(steps)
     x = torch.randn(SHAPE, generator=torch.Generator().manual_seed(1)) * sigmas[0].item()
+    denoiser = M.CountedDenoiser(vp_eps_denoiser(network))
     start = time.perf_counter()
     with torch.inference_mode():
-        M.SAMPLERS[sampler](vp_eps_denoiser(network), x, sigmas, generator=torch.Generator().manual_seed(2),
-                            **options)
-    return time.perf_counter() - start, M.nfe(sampler, sigmas, **options)
+        M.SAMPLERS[sampler](denoiser, x, sigmas, generator=torch.Generator().manual_seed(2), **options)
+    return time.perf_counter() - start, denoiser.calls
 
 
 def run_diffusers(make, step_options, network, steps):

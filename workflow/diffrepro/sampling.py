@@ -15,7 +15,7 @@ from .config import describe_training
 from .datasets import dataset_of
 from .performance import (Performance, compile_module, configure_backends, in_autocast, place_batch, place_module,
                           resolve_device)
-from .samplers import SAMPLERS, nfe
+from .samplers import SAMPLERS, CountedDenoiser
 from .scalings import get_scaling
 from .training import TrainingDiverged, weight_blowup
 
@@ -82,19 +82,23 @@ def draw_samples(model_file: dict, sample_spec: dict, progress=True, batches=Non
     scaling = get_scaling(training["input_scaling"])
     n, bs, res = sample_spec["n_samples"], sample_spec["batch_size"], training["resolution"]
     channels = dataset_of(training).channels
-    out, t0 = [], time.perf_counter()
+    out, evaluations, t0 = [], set(), time.perf_counter()
     for k in (range(n_batches(n, bs)) if batches is None else batches):
         g, start = batch_generator(sample_spec["seed"], k), k * bs
         size = min(bs, n - start)
         x = place_batch(torch.randn(size, channels, res, res, generator=g) * sigmas[0], performance, device)
-        x0 = SAMPLERS[sampler["name"]](network, x, sigmas, generator=g, progress=progress, **options)
+        counted = CountedDenoiser(network)
+        x0 = SAMPLERS[sampler["name"]](counted, x, sigmas, generator=g, progress=progress, **options)
+        evaluations.add(counted.calls)
         if not out and not torch.isfinite(x0).all():  # the first batch: stop before drawing the rest
             raise SamplingDiverged(f"{int((~torch.isfinite(x0)).sum())} non-finite pixels in the first batch "
                                    f"(batch {k}) of {sampler['label']} at {sampler['steps']} steps on "
                                    f"{describe_training(training)}; the sampler or the network diverged")
         out.append(scaling.to_image(x0.to("cpu", memory_format=torch.contiguous_format)))
     images = torch.cat(out).numpy().astype(np.float32)
-    info = {"nfe": nfe(sampler["name"], sigmas, **options), "seconds": time.perf_counter() - t0,
+    if len(evaluations) != 1:  # every batch runs the same grid; anything else is a sampler bug
+        raise RuntimeError(f"{sampler['label']}: batches made different numbers of network evaluations {evaluations}")
+    info = {"nfe": evaluations.pop(), "seconds": time.perf_counter() - t0,
             "out_of_range_fraction": float(((images < 0) | (images > 1)).mean()),
             "non_finite": int((~np.isfinite(images)).sum())}
     return np.clip(images, 0.0, 1.0), info
