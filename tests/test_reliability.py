@@ -367,6 +367,27 @@ def test_aggregate_stage_refuses_mixed_configurations(tmp_path):
     assert not (tmp_path / "metrics.csv").exists()
 
 
+def test_aggregate_stage_refuses_rows_of_an_older_configuration_than_the_plans(tmp_path):
+    """A metrics file kept from an older configuration (as --rerun-triggers mtime would keep it) is named."""
+    path = tmp_path / "seed0.csv"
+    metrics_rows(["old"]).to_csv(path, index=False)
+    expected = json.dumps({"ddpm_2020/eps_simple/symmetric/0": "new"})
+    result = run(stage("aggregate", "--expected", expected, "--out", tmp_path / "metrics.csv", path))
+    assert_one_line_error(result, str(path), "configuration old, the current one is new")
+    assert not (tmp_path / "metrics.csv").exists()
+    ok = run(stage("aggregate", "--expected", json.dumps({"ddpm_2020/eps_simple/symmetric/0": "old"}),
+                   "--out", tmp_path / "metrics.csv", path))
+    assert ok.returncode == 0 and (tmp_path / "metrics.csv").exists()
+
+
+def test_plan_names_the_hash_of_every_sampled_network():
+    plan = smoke_plan()
+    hashes = plan.network_hashes()
+    assert hashes["ddpm_2020/eps_simple/symmetric/0"] == config_hash(plan.training_spec("ddpm_2020", "eps_simple", "symmetric"))
+    assert set(hashes) == {f"{r['paper']}/{r['experiment']}/{r['scaling']}/{r['seed']}" for r in plan.sample_runs()}
+    assert len(set(hashes.values())) == len(hashes)  # every network its own configuration
+
+
 def test_config_hash_changes_with_training_settings():
     base = tiny_spec()
     assert config_hash(tiny_spec()) == config_hash(base)

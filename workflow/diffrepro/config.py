@@ -393,6 +393,13 @@ class Plan:
                 f"{r['scaling']}/{r['sampler']}/{r['steps']}/seed{r['seed']}.csv" for r in self.sample_runs()]
         return runs + [f"{results}/metrics/real_data/seed{s}.csv" for s in self.scale_cfg["sampling"]["seeds"]]
 
+    def network_hashes(self) -> dict:
+        """{"paper/experiment/scaling/seed": config hash of the network that sample set uses}: what
+        every row of a sample set's metrics must carry (aggregate refuses rows of older configurations)."""
+        return {f"{r['paper']}/{r['experiment']}/{r['scaling']}/{r['seed']}":
+                config_hash(self.training_spec(r["paper"], r["experiment"], r["scaling"], r["seed"]))
+                for r in self.sample_runs()}
+
     def feature_files(self, results: str) -> list:
         """The kept classifier features of every sample set scored with the classifier (rule evaluate)."""
         return [f"{results}/features/{r['paper']}/{r['experiment']}/{r['scaling']}/{r['sampler']}/{r['steps']}/"

@@ -3,12 +3,16 @@ rule aggregate_metrics:
         PLAN.metric_files(RES) + EXTRA_METRICS,
     output:
         f"{RES}/metrics.csv",
+    params:
+        # rows of a sample set scored under an older configuration (e.g. kept by --rerun-triggers mtime)
+        # are refused: each network's current config hash
+        expected=lambda w: json.dumps(PLAN.network_hashes(), sort_keys=True, separators=(",", ":")),
     conda:
         "../../envs/environment.yaml"
     log:
         f"{RES}/logs/aggregate_metrics.log",
     shell:
-        "python -m diffrepro.stages.aggregate --out {output:q} {input:q} 2> {log:q}"
+        "python -m diffrepro.stages.aggregate --expected {params.expected:q} --out {output:q} {input:q} 2> {log:q}"
 
 
 rule report:
