@@ -168,3 +168,32 @@ def test_html_report_files_each_figure_under_its_paper():
     ]:
         found = match(name)
         assert found and (found["paper"], found["figure"]) == (paper, figure), name
+
+
+def fid_plot_rows(samplers):
+    """Plot rows of one model: {sampler: [(nfe, fid)]}, each with a +-2 interval."""
+    return pd.DataFrame([{"experiment": "karras", "model": "karras [symmetric]", "sampler": name, "nfe": nfe,
+                          "value": fid, "ci_low": fid - 2, "ci_high": fid + 2, "seed": 0}
+                         for name, points in samplers.items() for nfe, fid in points])
+
+
+def test_fid_vs_nfe_sets_the_range_bug_apart_and_draws_one_step_counts_as_points(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(figures, "fid_at_one_nfe", lambda rows, path, floor, title, note: seen.update(rows=rows, note=note))
+    figures.fid_vs_nfe(fid_plot_rows({"euler": [(50, 26.0)], "heun": [(39, 26.5)], "euler_range_bug": [(50, 1.97)]}),
+                       tmp_path / "one.png")
+    assert set(seen["rows"]["sampler"]) == {"euler", "heun"}  # the bug row is not among the samplers
+    assert "euler_range_bug scored with the course's image-range bug on purpose: FID 1.97" in seen["note"]
+    seen.clear()
+    figures.fid_vs_nfe(fid_plot_rows({"euler": [(9, 35.0), (19, 31.0)], "heun": [(9, 54.0), (19, 31.3)]}),
+                       tmp_path / "lines.png")
+    assert not seen and (tmp_path / "lines.png").stat().st_size > 10_000  # several step counts: lines
+
+
+def test_fid_at_one_nfe_and_loss_curves_draw(tmp_path):
+    figures.fid_at_one_nfe(fid_plot_rows({"euler": [(50, 26.0)], "heun": [(39, 26.5)]}), tmp_path / "points.png",
+                           floor=1.4, title="t", note="n")
+    losses = pd.DataFrame([{"paper": paper, "model": f"{paper} m{k}", "step": step, "loss": 1 / (step + k)}
+                           for paper in ("a", "b", "c", "d") for k in range(3) for step in range(1, 40)])
+    figures.loss_curves(losses, tmp_path / "losses.png")
+    assert (tmp_path / "points.png").stat().st_size > 5_000 and (tmp_path / "losses.png").stat().st_size > 20_000

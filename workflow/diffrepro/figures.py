@@ -54,9 +54,21 @@ def _floor_line(axes, floor) -> None:
                     fontsize=8, color="grey")
 
 
+RANGE_BUG_SUFFIX = "_range_bug"  # sets scored on purpose with a wrong image range (stages.evaluate --misread)
+
+
 def fid_vs_nfe(rows: pd.DataFrame, path, floor=None, title="") -> None:
     """FID against network evaluations, one line per sampler (mean over seeds), one panel per model;
-    bars = each point's 95% bootstrap interval over its images."""
+    bars = each point's 95% bootstrap interval over its images. Where every sampler ran at one step
+    count, FID per sampler instead (fid_at_one_nfe). Deliberately mis-scored sets are named apart."""
+    bug = rows["sampler"].str.endswith(RANGE_BUG_SUFFIX)
+    rows, mis_scored = rows[~bug], rows[bug]
+    note = "; ".join(f"{r.experiment} {r.sampler} scored with the course's image-range bug on purpose: FID "
+                     f"{r.value:.3g} (not plotted)" for r in mis_scored.groupby(["experiment", "sampler"],
+                                                                                  as_index=False)["value"].mean().itertuples())
+    if rows.groupby(["model", "sampler"])["nfe"].nunique().max() == 1:
+        fid_at_one_nfe(rows, path, floor, title, note)
+        return
     grid = sns.relplot(data=rows, x="nfe", y="value", hue="sampler", col="model", col_wrap=min(3, rows["model"].nunique()),
                        kind="line", marker="o", errorbar=None, height=3.2, aspect=1.25, facet_kws={"sharey": False})
     grid.map_dataframe(_interval_bars)
@@ -68,7 +80,35 @@ def fid_vs_nfe(rows: pd.DataFrame, path, floor=None, title="") -> None:
     grid.set_axis_labels("network evaluations (NFE)", "FID (classifier features)")
     _floor_line(grid.axes.flat, floor)
     grid.figure.suptitle(title, y=1.02)
+    if note:
+        grid.figure.text(0.5, -0.02, note, ha="center", va="top", fontsize=8, color="firebrick", wrap=True)
     _save(grid.figure, path)
+
+
+def fid_at_one_nfe(rows: pd.DataFrame, path, floor=None, title="", note="") -> None:
+    """FID of each (model, sampler) run at a single step count: a point per set (mean over seeds) with
+    its 95% interval over images, best first."""
+    keys = ["model", "sampler", "nfe"]
+    columns = ["value"] + [c for c in ("ci_low", "ci_high") if c in rows]
+    sets = rows.groupby(keys, as_index=False)[columns].mean().sort_values("value", ascending=False)
+    labels = [f"{r.model} · {r.sampler} ({int(r.nfe)} NFE)" for r in sets.itertuples()]
+    figure, ax = plt.subplots(figsize=(7.5, 0.9 + 0.32 * len(sets)))
+    y = np.arange(len(sets))
+    if "ci_low" in sets and sets["ci_low"].notna().any():
+        ax.errorbar(sets["value"], y, xerr=[sets["value"] - sets["ci_low"], sets["ci_high"] - sets["value"]],
+                    fmt="o", color="C0", ecolor="C0", elinewidth=1, capsize=3)
+    else:
+        ax.plot(sets["value"], y, "o", color="C0")
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set(xlabel="FID (classifier features); bars: 95% interval over images", title=title)
+    if floor is not None:
+        ax.axvline(floor, color="grey", ls="--", lw=1)
+        ax.annotate("real-data floor", (floor, 1), xycoords=("data", "axes fraction"), ha="left", va="bottom",
+                    fontsize=8, color="grey")
+    if note:
+        ax.annotate(note, (0, -0.1), xycoords="axes fraction", ha="left", va="top", fontsize=8, color="firebrick",
+                    annotation_clip=False)
+    _save(figure, path)
 
 
 def fid_vs_input_scale(scalings: pd.DataFrame, chen: pd.DataFrame, path) -> None:
@@ -105,14 +145,23 @@ def schedules_log_snr(curves: dict, path) -> None:
 
 
 def loss_curves(losses: pd.DataFrame, path, smooth: int = 25) -> None:
-    """Training loss per model (running mean over `smooth` steps), one panel per paper."""
+    """Training loss per model (running mean over `smooth` steps), one panel per paper, each panel
+    with its own legend (one shared legend of every model would not say which line is where)."""
     losses = losses.sort_values("step").copy()
     losses["smoothed loss"] = losses.groupby("model")["loss"].transform(lambda s: s.rolling(smooth, min_periods=1).mean())
-    grid = sns.relplot(data=losses, x="step", y="smoothed loss", hue="model", col="paper",
-                       col_wrap=min(3, losses["paper"].nunique()), kind="line", height=3.2, aspect=1.3,
-                       facet_kws={"sharey": False}, errorbar=None)
-    grid.set(yscale="log")
-    _save(grid.figure, path)
+    papers = sorted(losses["paper"].unique())
+    columns = min(3, len(papers))
+    rows = -(-len(papers) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.4 * rows), squeeze=False)
+    for ax, paper in zip(axes.flat, papers):
+        for model, curve in losses[losses["paper"] == paper].groupby("model"):
+            ax.plot(curve["step"], curve["smoothed loss"], lw=1.2, label=model)
+        ax.set(yscale="log", title=paper, xlabel="step", ylabel="smoothed loss")
+        ax.legend(fontsize=6)
+    for ax in axes.flat[len(papers):]:
+        ax.set_visible(False)
+    figure.tight_layout()
+    _save(figure, path)
 
 
 def noise_level_predictions(pairs: pd.DataFrame, path, title="") -> None:
