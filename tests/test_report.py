@@ -32,7 +32,7 @@ def test_paper_table_mean_sd_over_seeds_and_the_papers_number():
     assert len(table) == 1  # one library and no KID in the per-paper table
     row = table.iloc[0]
     assert row["ours"] == "12 ± 2" and row["seeds"] == 3 and row["NFE"] == 19 and row["samples"] == 500
-    assert row["paper reported"] == "1.97 (CIFAR-10, Inception-v3)"
+    assert row["the paper's number (its data set, its features)"] == "1.97 (CIFAR-10, Inception-v3)"
     assert paper_table(metrics, "absent", refs).empty
 
 
@@ -197,3 +197,13 @@ def test_fid_at_one_nfe_and_loss_curves_draw(tmp_path):
                            for paper in ("a", "b", "c", "d") for k in range(3) for step in range(1, 40)])
     figures.loss_curves(losses, tmp_path / "losses.png")
     assert (tmp_path / "points.png").stat().st_size > 5_000 and (tmp_path / "losses.png").stat().st_size > 20_000
+
+
+def test_protocol_columns_constant_over_a_table_are_said_once_above_it():
+    from diffrepro.stages.report import split_constant_columns
+
+    table = pd.DataFrame({"sampler": ["euler", "heun"], "metric": ["fid", "fid"], "library": ["clean-fid", "clean-fid"],
+                          "samples": [400, 200], "ours": ["1", "2"]})
+    shown, protocol = split_constant_columns(table)
+    assert list(shown.columns) == ["sampler", "samples", "ours"]  # samples differ: they stay a column
+    assert protocol == "Every row: metric fid, library clean-fid."

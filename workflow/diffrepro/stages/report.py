@@ -131,6 +131,19 @@ def losses_frame(loss_files: list, results: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+# Columns that describe the protocol: when one value holds for every row, it is said once above the table.
+PROTOCOL_COLUMNS = ["metric", "extractor", "library", "samples", "reference set"]
+
+
+def split_constant_columns(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """(table without the protocol columns that are constant, 'Protocol: column value, ...' for those)."""
+    constant = [c for c in PROTOCOL_COLUMNS if c in table and table[c].nunique(dropna=False) == 1]
+    if not constant:
+        return table, ""
+    said = ", ".join(f"{c} {table[c].iloc[0]}" for c in constant)
+    return table.drop(columns=constant), f"Every row: {said}."
+
+
 def paper_section(report: Report, paper: str, rep: dict, scale: str, claims: pd.DataFrame, metrics: pd.DataFrame,
                   fid: pd.DataFrame, floor, samples_dir: Path, source: str) -> str:
     """One paper's section of the README: its claims, our numbers against its own, the deviations from
@@ -142,9 +155,10 @@ def paper_section(report: Report, paper: str, rep: dict, scale: str, claims: pd.
         lines += [claims_details(paper_claims), ""]
     table = paper_table(metrics, paper, rep.get("reference", []))
     if len(table):
-        report.table(table, f"{paper}.csv")
+        report.table(table, f"{paper}.csv")  # the CSV keeps every column
+        shown, protocol = split_constant_columns(table)
         lines += ["Ours (mean ± sd over seeds; FID by clean-fid, the same as torch-fidelity's: see the "
-                  "library agreement table):", "", markdown(table), ""]
+                  "library agreement table). " + protocol, "", markdown(shown), ""]
     lines += [deviations_markdown(rep.get("deviations", []), scale, source), ""]
     paper_fid = fid[fid["paper"] == paper]
     if len(paper_fid):
