@@ -14,11 +14,20 @@ ARGS ?=
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 # rules call `python`: make it the venv's
 export PATH := $(abspath $(BIN)):$(PATH)
+# With an NVIDIA GPU, the default profile lets GPU jobs take turns on it (resources gpu: 1) instead of
+# all starting at once; on a CPU-only machine those jobs run side by side on the cores.
+PROFILE_ARGS := $(if $(shell command -v nvidia-smi 2>/dev/null),--workflow-profile workflow/profiles/default)
 
-.PHONY: run test smoke report lint bench gpu-check data clean-venv clean-results
+.PHONY: run test smoke report lint bench gpu-check data clean-venv clean-results status
 
 run: $(STAMP) data
-	$(BIN)/snakemake --cores $(CORES) $(if $(SCALE),--config scale=$(SCALE)) $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake --cores $(CORES) --show-failed-logs $(PROFILE_ARGS) $(if $(SCALE),--config scale=$(SCALE)) $(SNAKEMAKE_ARGS)
+
+# In a second terminal during `make run`: the last line (progress bar or message) of each job log
+# written in the past minute
+status:
+	@find results -name '*.log' -mmin -1 2>/dev/null | sort | while read -r log; do \
+	  printf '%s: %s\n' "$$log" "$$(tail -c 300 "$$log" | tr '\r' '\n' | grep -v '^$$' | tail -n 1)"; done
 
 test: $(STAMP) data
 	$(BIN)/python -m pytest -q

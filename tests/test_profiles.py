@@ -446,3 +446,24 @@ def test_dockerfile_installs_the_pinned_requirements_and_copies_existing_files()
     runs = " ".join(i for i in instructions if i.startswith("RUN "))
     assert "pip install -r envs/requirements.txt" in runs
     assert "rsync" in runs and "git" in runs  # the fs storage plugin and Snakemake's source deployment use them
+
+
+def test_make_run_loads_the_default_profile_where_there_is_an_nvidia_gpu(tmp_path):
+    """`make run` passes the default workflow profile (gpu: 1) only where nvidia-smi exists: there GPU
+    jobs take turns on the device; on a CPU-only machine they keep running side by side."""
+    import shutil
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "nvidia-smi").write_text("#!/bin/sh\nexit 0\n")
+    (fake / "nvidia-smi").chmod(0o755)
+
+    def snakemake_line(path):
+        run = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "PATH": path})
+        assert run.returncode == 0, run.stderr
+        return next(line for line in run.stdout.splitlines() if "snakemake --cores" in line)
+
+    assert "--workflow-profile workflow/profiles/default" in snakemake_line(f"{fake}:/usr/bin:/bin")
+    if shutil.which("nvidia-smi", path="/usr/bin:/bin") is None:
+        assert "--workflow-profile" not in snakemake_line("/usr/bin:/bin")

@@ -117,6 +117,17 @@ def main(argv=None):
     tmp = out.with_name(out.name + ".part")
     table.to_csv(tmp, index=False)
     os.replace(tmp, out)
+    print(status_line(run, rows), flush=True)  # stdout: the terminal Snakemake runs in
+
+
+def status_line(run: dict, rows: list) -> str:
+    """'FID 31.3 [95% 29.8-33.0] paper/experiment/scaling sampler steps seed': one line per scored set."""
+    value = {(r["library"], r["metric"]): r["value"] for r in rows}
+    fid = value.get(("clean-fid", "fid"), value.get(("torch-fidelity", "fid"), float("nan")))
+    low, high = value.get(("diffrepro", "fid_ci_low")), value.get(("diffrepro", "fid_ci_high"))
+    interval = f" [95% {low:.3g}-{high:.3g}]" if low is not None and high is not None else ""
+    return (f"FID {fid:.3g}{interval} {run['paper']}/{run['experiment']}/{run['input_scaling']} "
+            f"{run['sampler']} {run['steps']} steps seed {run['seed']}")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,10 @@ def main(argv=None):
                  "n_parameters": sum(p.numel() for p in net.parameters())}, args.out)
     if args.checkpoint and Path(args.checkpoint).exists():
         Path(args.checkpoint).unlink()
+    # stdout reaches the terminal Snakemake runs in (stderr goes to the job's log)
+    tail = log[-min(len(log), 25):]
+    print(f"trained {describe_training(spec)}: {spec['train']['steps']} steps, loss {sum(r['loss'] for r in tail) / len(tail):.4g} "
+          f"(mean of the last {len(tail)}), {log[-1]['images_per_s']:.0f} images/s", flush=True)
 
 
 if __name__ == "__main__":
