@@ -11,7 +11,7 @@ from ..io import atomic_path
 from ..metrics import compute_metrics
 from ..metrics_table import rows_for
 from . import parse_stage_args, run_stage, stage_parser
-from .evaluate import load_samples, pixel_rows, run_of, save_features
+from .evaluate import load_samples, pixel_rows, run_of, save_features, status_line
 
 
 def main(argv=None):
@@ -38,6 +38,7 @@ def main(argv=None):
         save_features(args.features, scored["features"], images.shape[1:])
     with atomic_path(args.out) as tmp:
         rows_for({**run, "reference_set": reference_set}, rows + pixel_rows(images, reference_pixels)).to_csv(tmp, index=False)
+    print(status_line(run, rows), flush=True)
 
 
 if __name__ == "__main__":
