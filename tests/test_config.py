@@ -117,6 +117,27 @@ def test_yaml_syntax_error(tmp_path):
         load_replications(d)
 
 
+def test_a_key_given_twice_is_refused_not_silently_the_last(tmp_path):
+    text = (ROOT / "replications" / "ddpm_2020.yaml").read_text()
+    first = text.index("\n  eps_simple:\n")
+    end = text.index("\n  mu_vlb_fixed:\n")
+    block = text[first:end]  # the experiment again, under the same key
+    d = tmp_path / "replications"
+    d.mkdir()
+    (d / "ddpm_2020.yaml").write_text(text[:end] + block + text[end:])
+    with pytest.raises(ConfigError, match=r"ddpm_2020.yaml: not valid YAML \(key 'eps_simple' given twice "
+                                          r"\(first at line \d+\) at line \d+\)$"):
+        load_replications(d)
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path):
+    d = tmp_path / "replications"
+    d.mkdir()
+    (d / "notes.yaml").write_bytes("paper: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"notes.yaml: not UTF-8 text .*save it as UTF-8"):
+        load_replications(d)
+
+
 def test_missing_replications_folder(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_replications(tmp_path / "nope")

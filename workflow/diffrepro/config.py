@@ -115,6 +115,35 @@ def expand_sweeps(doc: dict, source: str) -> None:
             experiments[name] = exp
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML loading that refuses a key given twice in one mapping (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (first at line {seen[key] + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path):
+    """A YAML file as data; a file that is not UTF-8, not YAML, or repeats a key is one ConfigError line."""
+    try:
+        return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8, or move "
+                          f"files that are not replications out of the folder") from None
+    except yaml.MarkedYAMLError as err:
+        where = f" at line {err.problem_mark.line + 1}" if err.problem_mark else ""
+        raise ConfigError(f"{path}: not valid YAML ({err.problem}{where})") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+
+
 def load_replications(directory, config_source="config") -> dict:
     """Every replications/*.yaml, validated; keyed by paper name (which must equal the file stem)."""
     directory = Path(directory)
@@ -122,10 +151,7 @@ def load_replications(directory, config_source="config") -> dict:
         raise ConfigError(f"{config_source}: replications: folder {directory} does not exist")
     replications = {}
     for path in sorted(directory.glob("*.yaml")):
-        try:
-            doc = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        doc = read_yaml(path)
         validate(doc, "replication.schema.yaml", str(path))
         expand_sweeps(doc, str(path))
         if doc["paper"] != path.stem:
