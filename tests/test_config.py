@@ -194,6 +194,17 @@ def test_snakemake_rejects_bad_config_before_any_job(project):
     assert r.returncode != 0 and "scales.smoke.train.steps" in r.stderr + r.stdout
 
 
+def test_nested_command_line_overrides_are_read_as_the_schema_types_them(project):
+    """Snakemake hands the values inside `key={...}` over as strings; numbers, booleans and null
+    where the schema wants them are read as such, a word where a number belongs still fails."""
+    r = _snakemake(project, "-p", "--config", "scale=smoke",
+                   "scales={smoke: {train: {steps: 30, lr: 1e-3, grad_clip: null}, performance: {bf16: true}}}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert '"steps": 30' in r.stdout and '"lr": 0.001' in r.stdout and '"bf16": true' in r.stdout
+    r = _snakemake(project, "--config", "scale=smoke", "scales={smoke: {train: {steps: thirty}}}")
+    assert r.returncode != 0 and "scales.smoke.train.steps: 'thirty' is not of type 'integer'" in r.stderr + r.stdout
+
+
 def test_snakemake_dry_run_quick_builds_dag(project):
     r = _snakemake(project)
     assert r.returncode == 0, r.stderr[-2000:]

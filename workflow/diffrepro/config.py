@@ -202,11 +202,55 @@ def _check_shared_models(replications: dict, directory: Path) -> None:
                     raise ConfigError(f"{where}: {exp['model']} is not trained at scale {scale}")
 
 
+_JSON_TYPES = {"integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+               "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+               "boolean": lambda v: isinstance(v, bool), "null": lambda v: v is None}
+
+
+def _type_errors(error):
+    yield error
+    for sub in error.context or []:
+        yield from _type_errors(sub)
+
+
+def _read_scalar(text: str):
+    """'30' -> 30, '1e-3' -> 0.001 (YAML 1.1 would keep that a string), 'true' -> True, 'null' -> None."""
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "null": None, "~": None}.get(text.strip().lower(), text)
+
+
+def _coerce_command_line_strings(config: dict, schema: dict) -> None:
+    """Snakemake reads the values inside a nested `--config key={...}` as strings ('30', 'true'):
+    where the schema wants a number, boolean or null, read such a string as YAML does."""
+    validator = jsonschema.Draft202012Validator(schema)
+    for _ in range(10_000):  # each pass fixes at least one value
+        fixed = False
+        for error in (e for top in validator.iter_errors(config) for e in _type_errors(top)):
+            if error.validator != "type" or not isinstance(error.instance, str) or not error.absolute_path:
+                continue
+            wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+            value = _read_scalar(error.instance)
+            if any(_JSON_TYPES.get(t, lambda v: False)(value) for t in wanted):
+                *parents, last = error.absolute_path
+                target = config
+                for key in parents:
+                    target = target[key]
+                if target[last] == error.instance:
+                    target[last], fixed = value, True
+        if not fixed:
+            return
+
+
 def load_config(config: dict, source="workflow/config.yaml") -> dict:
     # `--config download=false` arrives as the string 'false'; read such words as YAML does.
     for key, value in config.items():
         if isinstance(value, str) and value.lower() in ("true", "false", "null"):
             config[key] = yaml.safe_load(value.lower())
+    _coerce_command_line_strings(config, _load_schema("config.schema.yaml"))
     validate(config, "config.schema.yaml", source)
     for key in ("data_root", "cifar10_root", "inception_weights"):
         if config.get(key) and not Path(config[key]).exists():
