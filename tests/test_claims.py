@@ -343,7 +343,7 @@ def test_diverged_sets_are_left_out_and_named(tmp_path):
     rows += [bright(0.011, paper="real_data", experiment="train_split", sampler="none", steps=0),
              bright(0.27, sampler="eta1", steps=20), bright(0.02, sampler="eta0", steps=20)]
     result = judge(table(*rows), ETA)
-    assert result["verdict"] == NOT_EVALUATED and "e/symmetric/eta1/20/seed0 (bright pixels 27.0% > 5.5%)" \
+    assert result["verdict"] == NOT_EVALUATED and "e/symmetric/eta1/20/seed0 (bright pixels 27.0% > 16.5%)" \
         in result["excluded"]
     assert "no rows for sampler=eta1 at steps=20" in result["evidence"]
 
