@@ -138,8 +138,9 @@ def read_yaml(path):
         raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8, or move "
                           f"files that are not replications out of the folder") from None
     except yaml.MarkedYAMLError as err:
-        where = f" at line {err.problem_mark.line + 1}" if err.problem_mark else ""
-        raise ConfigError(f"{path}: not valid YAML ({err.problem}{where})") from None
+        parts = [f"{text} at line {mark.line + 1}" if mark else text
+                 for text, mark in ((err.context, err.context_mark), (err.problem, err.problem_mark)) if text]
+        raise ConfigError(f"{path}: not valid YAML ({', '.join(parts)})") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
 

@@ -51,11 +51,11 @@ def shard_batches(n_samples: int, batch_size: int, shard: int, shards: int) -> r
     return range(shard * total // shards, (shard + 1) * total // shards)
 
 
-@torch.no_grad()
 class SamplingDiverged(RuntimeError):
     """A sample batch came out with NaN or inf pixels."""
 
 
+@torch.no_grad()
 def draw_samples(model_file: dict, sample_spec: dict, progress=True, batches=None, aux=None):
     """(images in [0,1] float32 [N,C,H,W], info dict) for one sampler/steps/seed.
 
