@@ -106,8 +106,8 @@ def fid_at_one_nfe(rows: pd.DataFrame, path, floor=None, title="", note="") -> N
         ax.annotate("real-data floor", (floor, 1), xycoords=("data", "axes fraction"), ha="left", va="bottom",
                     fontsize=8, color="grey")
     if note:
-        ax.annotate(note, (0, -0.1), xycoords="axes fraction", ha="left", va="top", fontsize=8, color="firebrick",
-                    annotation_clip=False)
+        ax.annotate(note, (0, 0), xycoords="axes fraction", xytext=(0, -36), textcoords="offset points",
+                    ha="left", va="top", fontsize=8, color="firebrick", annotation_clip=False)  # under the x label
     _save(figure, path)
 
 
