@@ -87,7 +87,7 @@ def fid_vs_nfe(rows: pd.DataFrame, path, floor=None, title="") -> None:
 
 def fid_at_one_nfe(rows: pd.DataFrame, path, floor=None, title="", note="") -> None:
     """FID of each (model, sampler) run at a single step count: a point per set (mean over seeds) with
-    its 95% interval over images, best first."""
+    its 95% interval over images, best at the top."""
     keys = ["model", "sampler", "nfe"]
     columns = ["value"] + [c for c in ("ci_low", "ci_high") if c in rows]
     sets = rows.groupby(keys, as_index=False)[columns].mean().sort_values("value", ascending=False)
