@@ -39,7 +39,7 @@ rule report:
         scale=SCALE,
         inception=config.get("inception_weights") or "",
         command=f"snakemake --cores all --config scale={SCALE}",
-        out_dir=REPORT,
+        out_dir=lambda w, output: str(Path(output.readme).parent),
     conda:
         "../../envs/environment.yaml"
     log:
