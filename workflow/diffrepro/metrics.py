@@ -37,6 +37,7 @@ from diffrepro.features import (
     pixels_for_extractor,
     quantize_to_uint8,
 )
+from diffrepro.inception_weights import sha256
 from diffrepro.io import REBUILD, DamagedFileError, reading
 
 LIBRARIES = ("torch-fidelity", "clean-fid")
@@ -148,7 +149,7 @@ def drop_unrecorded_cache_files(cache: dict) -> list[Path]:
     dropped = []
     for path in _cache_files(cache):
         record = path.with_name(path.name + DIGEST_SUFFIX)
-        if record.is_file() and record.read_text().strip() == _sha256(path):
+        if record.is_file() and record.read_text().strip() == sha256(path):
             continue
         path.unlink(missing_ok=True)
         record.unlink(missing_ok=True)
@@ -162,12 +163,8 @@ def record_cache_files(cache: dict) -> None:
         record = path.with_name(path.name + DIGEST_SUFFIX)
         if not record.is_file():
             tmp = record.with_name(f"{record.name}.{uuid.uuid4().hex}.tmp")
-            tmp.write_text(_sha256(path) + "\n")
+            tmp.write_text(sha256(path) + "\n")
             tmp.replace(record)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def torch_fidelity_fid_kid(

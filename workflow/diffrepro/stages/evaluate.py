@@ -24,10 +24,6 @@ def read_reference_set(reference_path) -> tuple:
         return f"fashion_mnist_test_{len(f['features'])}", f["pixels"]
 
 
-def load_samples(path):
-    return read_sample_set(path)
-
-
 def real_floor_run(data, n, seed, resolution):
     """n random training images: the FID no model can be expected to beat at this sample count."""
     images, _ = load_split(data, "train", resolution)
@@ -69,7 +65,7 @@ def save_features(path, features, image_shape) -> None:
 
 
 def sample_run(path):
-    images, meta = load_samples(path)
+    images, meta = read_sample_set(path)
     return images, run_of(meta)
 
 

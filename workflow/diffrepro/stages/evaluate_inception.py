@@ -10,8 +10,9 @@ from ..features import INCEPTION, Extractor
 from ..io import atomic_path
 from ..metrics import compute_metrics
 from ..metrics_table import rows_for
+from ..sample_sets import read_sample_set
 from . import parse_stage_args, run_stage, stage_parser
-from .evaluate import load_samples, pixel_rows, run_of, save_features, status_line
+from .evaluate import pixel_rows, run_of, save_features, status_line
 
 
 def main(argv=None):
@@ -24,7 +25,7 @@ def main(argv=None):
     args = parse_stage_args(p, argv)
     fid = json.loads(args.fid)
 
-    images, meta = load_samples(args.samples)
+    images, meta = read_sample_set(args.samples)
     run, dataset = run_of(meta), dataset_of(meta["spec"]["training"]).name
     with np.load(args.reference) as reference:
         reference_set, reference_pixels = f"{dataset}_train_{len(reference['pixels'])}", reference["pixels"]
