@@ -326,3 +326,28 @@ def test_snakemake_from_an_unactivated_venv_runs_jobs_with_its_python(tmp_path):
                          text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert (tmp_path / "results" / "data" / "fashion_mnist.npz").exists()
+
+
+def test_learning_curve_keeps_snapshots_and_plans_one_curve_per_scaling(tmp_path):
+    doc = copy.deepcopy(DDPM)
+    doc["experiments"]["eps_simple"]["learning_curve"] = {"sampler": "ddpm_small", "points": 4}
+    plan = Plan(load_config({**copy.deepcopy(CONFIG), "scale": "smoke"}), load_replications(_write_replication(tmp_path, doc)))
+    steps = plan.training_spec("ddpm_2020", "eps_simple", "symmetric")["train"]["steps"]
+    assert plan.training_spec("ddpm_2020", "eps_simple", "symmetric")["train"]["snapshot_every"] == -(-steps // 4)
+    assert "snapshot_every" not in plan.training_spec("ddpm_2020", "eps_vlb_fixed", "symmetric")["train"]
+    sampler = plan.sampler("ddpm_2020", "eps_simple", "ddpm_small")
+    largest = max(sampler["steps"]["smoke"] if isinstance(sampler["steps"], dict) else sampler["steps"])
+    assert plan.learning_curve_files("r") == [f"r/learning_curves/ddpm_2020/eps_simple/symmetric/ddpm_small/{largest}.csv"]
+
+
+@pytest.mark.parametrize("experiment,curve,hint", [
+    ("eps_simple", {"sampler": "nope"}, "learning_curve.sampler: 'nope' is not one of this experiment's sampler labels"),
+    ("eps_simple", {"sampler": "ddpm_small", "points": 1}, "learning_curve.points"),
+    ("eps_simple", {"samplr": "ddpm_small"}, "learning_curve"),
+])
+def test_bad_learning_curve_is_one_line_naming_the_key(tmp_path, experiment, curve, hint):
+    doc = copy.deepcopy(DDPM)
+    doc["experiments"][experiment]["learning_curve"] = curve
+    with pytest.raises(ConfigError) as err:
+        load_replications(_write_replication(tmp_path, doc))
+    assert "\n" not in str(err.value) and "ddpm_2020.yaml" in str(err.value) and hint in str(err.value), str(err.value)

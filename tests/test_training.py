@@ -115,3 +115,40 @@ def test_training_ema_tracks_the_trained_weights_with_ramp_up():
     plain, ramped, raw = run(ema_rampup_ratio=0.0), run(), run(ema_halflife_images=0)  # default ramp-up: 0.05
     assert torch.allclose(plain["weight"], init, atol=1e-3)
     assert (ramped["weight"] - raw["weight"]).abs().max() < 0.3 * (init - raw["weight"]).abs().max()
+
+
+def test_snapshots_are_the_ema_weights_at_every_snapshot_step_and_survive_a_resume(tmp_path):
+    """snapshot_every 4 over 12 steps of 8 images, constant lr: snapshots after 32 and 64 images (the
+    final weights are the model itself). With a constant lr the first 4 steps of any run are the same,
+    so a 4-step run's final EMA is the first snapshot: a copy of the weights then, not the live tensors.
+    A run resumed from a step-4 checkpoint keeps that snapshot and ends equal to an uninterrupted run."""
+    data = torch.rand(64, 1, 4, 4)
+    cfg = {"batch_size": 8, "lr": 5e-2, "lr_decay": "constant", "seed": 0, "ema_halflife_images": 16,
+           "snapshot_every": 4, "checkpoint_every": 4}
+    loss = lambda d, x0, sigma, noise: ((d(x0 + sigma[:, None, None, None] * noise) - x0) ** 2).mean()
+
+    def run(steps, checkpoint=None):
+        torch.manual_seed(1)
+        snapshots = {}
+        final, _ = train(torch.nn.Conv2d(1, 1, 1), _Schedule(), loss, data, {**cfg, "steps": steps},
+                         checkpoint_path=checkpoint, progress=False, snapshots=snapshots)
+        return final, snapshots
+
+    final, snapshots = run(12)
+    assert sorted(snapshots) == [32, 64]
+    assert not torch.equal(snapshots[32]["weight"], snapshots[64]["weight"])
+    assert torch.equal(run(4)[0]["weight"], snapshots[32]["weight"])
+    checkpoint = tmp_path / "checkpoint.pt"
+    run(8, checkpoint)  # leaves its step-4 checkpoint (the last step writes none), as a run killed after step 4
+    resumed_final, resumed = run(12, checkpoint)
+    assert sorted(resumed) == [32, 64] and torch.equal(resumed_final["weight"], final["weight"])
+    assert all(torch.equal(resumed[k]["weight"], snapshots[k]["weight"]) for k in snapshots)
+
+
+def test_no_snapshots_without_a_dict_or_an_interval():
+    data = torch.rand(16, 1, 4, 4)
+    loss = lambda d, x0, sigma, noise: ((d(x0 + sigma[:, None, None, None] * noise) - x0) ** 2).mean()
+    snapshots = {}
+    train(torch.nn.Conv2d(1, 1, 1), _Schedule(), loss, data, {"steps": 4, "batch_size": 4, "lr": 1e-2, "seed": 0},
+          progress=False, snapshots=snapshots)
+    assert snapshots == {}

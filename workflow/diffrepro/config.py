@@ -7,6 +7,7 @@ import copy
 import functools
 import hashlib
 import json
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -163,6 +164,13 @@ def load_replications(directory, config_source="config") -> dict:
             dupes = sorted({label for label in exp_labels if exp_labels.count(label) > 1})
             if dupes:
                 raise ConfigError(f"{path}: experiments.{name}.samplers: duplicate label(s) {', '.join(dupes)}")
+            curve = exp.get("learning_curve")
+            if curve and "model" in exp:
+                raise ConfigError(f"{path}: experiments.{name}.learning_curve: this experiment samples "
+                                  f"{exp['model']}'s network; put the learning curve on that experiment")
+            if curve and curve["sampler"] not in exp_labels:
+                raise ConfigError(f"{path}: experiments.{name}.learning_curve.sampler: {curve['sampler']!r} is not "
+                                  f"one of this experiment's sampler labels ({', '.join(exp_labels)})")
         # a paper's own stages (e.g. swiss_roll, noise_level) write rows under their stage name
         producers = [*doc["experiments"], *doc.get("stages", {})]
         for ref in doc.get("reference", []):
@@ -280,6 +288,14 @@ def at_scale(value, scale: str, default=None):
     if isinstance(value, dict) and value and set(value) <= set(SCALES):
         return value.get(scale, default)
     return value
+
+
+LEARNING_CURVE_POINTS = 6
+
+
+def snapshot_every(steps: int, points: int) -> int:
+    """Training steps between the snapshots of a learning curve of `points` (the last: the final network)."""
+    return max(1, math.ceil(steps / points))
 
 
 def steps_for(sampler: dict, scale: str) -> list:
@@ -409,6 +425,8 @@ class Plan:
         exp, sc, scale = self.experiment(paper, experiment), self.scale_cfg, self.scale
         train = {**sc["train"], **at_scale(exp.get("train", {}), scale, {})}
         train["seed"] += int(replicate)
+        if "learning_curve" in exp:  # every replicate keeps them: they share one spec apart from the seed
+            train["snapshot_every"] = snapshot_every(train["steps"], exp["learning_curve"].get("points", LEARNING_CURVE_POINTS))
         spec = {
             "paper": paper, "experiment": experiment, "input_scaling": scaling,
             "resolution": exp.get("resolution", sc["resolution"]), "train_limit": sc["train_limit"],
@@ -470,6 +488,30 @@ class Plan:
         return {f"{r['paper']}/{r['experiment']}/{r['scaling']}/{r['seed']}":
                 config_hash(self.training_spec(r["paper"], r["experiment"], r["scaling"], r["seed"]))
                 for r in self.sample_runs()}
+
+    def training_summary(self) -> list:
+        """One row per trained network (replicate 0) with the training settings the report's protocol states."""
+        rows = []
+        for t in self.trainings():
+            spec = self.training_spec(t["paper"], t["experiment"], t["scaling"])
+            train = spec["train"]
+            rows.append({"network": f"{t['paper']}/{t['experiment']}", "steps": train["steps"],
+                         "batch_size": train["batch_size"], "lr": train["lr"], "lr_decay": train.get("lr_decay", "cosine"),
+                         "ema_halflife_images": train.get("ema_halflife_images", 0),
+                         "bf16": spec.get("performance", {}).get("bf16", False)})
+        return rows
+
+    def learning_curves(self):
+        """(paper, experiment, scaling, sampler label, steps) of every learning curve at this scale."""
+        for t in self.trainings():
+            curve = self.experiment(t["paper"], t["experiment"]).get("learning_curve")
+            if curve:
+                sampler = self.sampler(t["paper"], t["experiment"], curve["sampler"])
+                yield {**t, "sampler": curve["sampler"], "steps": max(steps_for(sampler, self.scale))}
+
+    def learning_curve_files(self, results: str) -> list:
+        return [f"{results}/learning_curves/{c['paper']}/{c['experiment']}/{c['scaling']}/{c['sampler']}/"
+                f"{c['steps']}.csv" for c in self.learning_curves()]
 
     def feature_files(self, results: str) -> list:
         """The kept classifier features of every sample set scored with the classifier (rule evaluate)."""

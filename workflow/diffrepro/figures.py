@@ -111,6 +111,24 @@ def fid_at_one_nfe(rows: pd.DataFrame, path, floor=None, title="", note="") -> N
     _save(figure, path)
 
 
+def fid_vs_training_images(curve: pd.DataFrame, path, floor=None, title="") -> None:
+    """FID of one network's EMA snapshots against the training images they had seen (the last point:
+    the final network), bars = 95% bootstrap interval over images."""
+    curve = curve.sort_values("images_seen")
+    figure, ax = plt.subplots(figsize=(6, 3.6))
+    kimg = curve["images_seen"] / 1000
+    ax.errorbar(kimg, curve["fid"], yerr=[curve["fid"] - curve["fid_ci_low"], curve["fid_ci_high"] - curve["fid"]],
+                fmt="o-", color="C0", ecolor="C0", elinewidth=1, capsize=3)
+    first = curve.iloc[0]
+    ax.set(xlabel="training images seen (thousands)", ylabel="FID (classifier features)", ylim=(0, None),
+           title=f"{title} (seed 0): {first['sampler']}, {int(first['nfe'])} NFE, {int(first['n_samples'])} samples")
+    if floor is not None:
+        ax.axhline(floor, color="grey", ls="--", lw=1)
+        ax.annotate("real-data floor", (1, floor), xycoords=("axes fraction", "data"), ha="right", va="bottom",
+                    fontsize=8, color="grey")
+    _save(figure, path)
+
+
 def fid_vs_input_scale(scalings: pd.DataFrame, chen: pd.DataFrame, path) -> None:
     """Left: each model trained at several input scalings; right: Chen's input scale b per resolution."""
     panels = [p for p in (("scalings", scalings), ("chen", chen)) if len(p[1])]

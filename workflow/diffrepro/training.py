@@ -133,8 +133,11 @@ def _cpu_state(module: torch.nn.Module) -> dict:
 
 
 def train(denoiser, schedule, loss_fn, data: torch.Tensor, cfg: dict, *, checkpoint_path=None,
-          describe="", progress=True, performance: Performance | None = None):
+          describe="", progress=True, performance: Performance | None = None, snapshots: dict | None = None):
     """Train `denoiser` (its parameters) on `data` [N,C,H,W]; returns (ema_or_model_state, log rows).
+
+    `snapshots`: a dict filled with {images seen: EMA (or model) state} every `snapshot_every` steps
+    before the last (checkpointed with the rest), for learning curves from one training run.
 
     All randomness (data order, noise levels, noise) comes from one seeded generator whose state
     is checkpointed, so a resumed run is bit-identical to an uninterrupted one on CPU.
@@ -145,6 +148,7 @@ def train(denoiser, schedule, loss_fn, data: torch.Tensor, cfg: dict, *, checkpo
     warmup, clip = cfg.get("warmup", 0), cfg.get("grad_clip")
     lr_decay, hflip = cfg.get("lr_decay", "cosine"), cfg.get("hflip", False)
     every = cfg.get("checkpoint_every", steps)
+    snapshot_every = cfg.get("snapshot_every", 0) if snapshots is not None else 0
     halflife, rampup = cfg.get("ema_halflife_images", 0), cfg.get("ema_rampup_ratio", 0.05)
     generator = torch.Generator().manual_seed(cfg["seed"])
     seed_everything(cfg["seed"])  # dropout and anything else drawing from the global RNGs
@@ -166,6 +170,8 @@ def train(denoiser, schedule, loss_fn, data: torch.Tensor, cfg: dict, *, checkpo
             ema.load_state_dict(ck["ema"])
         start, log, order, cursor = ck["step"], ck["log"], ck["order"], ck["cursor"]
         restore_rng(ck["rng"], generator)
+        if snapshots is not None:
+            snapshots.update(ck.get("snapshots") or {})
 
     n = data.shape[0]
     bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress, desc="train")
@@ -208,10 +214,14 @@ def train(denoiser, schedule, loss_fn, data: torch.Tensor, cfg: dict, *, checkpo
         log.append({"step": step + 1, "loss": loss.item(), "lr": lr,
                     "images_per_s": seen / (time.perf_counter() - t0)})
         bar.set_postfix(loss=f"{loss.item():.4f}")
+        if snapshot_every and (step + 1) % snapshot_every == 0 and step + 1 < steps:
+            # cloned: on the CPU _cpu_state hands out the module's own tensors, which keep changing
+            snapshots[(step + 1) * batch] = {k: v.clone() for k, v in _cpu_state(ema if ema is not None else denoiser).items()}
         if checkpoint_path is not None and (step + 1) % every == 0 and step + 1 < steps:
             atomic_save({"describe": describe, "model": _cpu_state(denoiser), "opt": opt.state_dict(),
                          "ema": _cpu_state(ema) if ema is not None else None, "step": step + 1, "log": log,
-                         "order": order, "cursor": cursor, "rng": rng_state(generator)}, checkpoint_path)
+                         "order": order, "cursor": cursor, "rng": rng_state(generator),
+                         "snapshots": snapshots}, checkpoint_path)
     final = _cpu_state(ema if ema is not None else denoiser)
     denoiser.to("cpu", memory_format=torch.contiguous_format)
     return final, log

@@ -76,7 +76,34 @@ rule evaluate:
         "../../envs/environment.yaml"
     log:
         f"{RES}/logs/evaluate/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.log",
+    benchmark:
+        f"{RES}/benchmarks/evaluate/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.tsv"
     shell:
         "python -m diffrepro.stages.evaluate --samples {input.samples:q} --classifier {input.classifier:q} "
         "--reference {input.reference:q} --resolution {params.resolution} --fid {params.fid:q} "
         "--out {output.metrics:q} --features {output.features:q} --threads {threads} 2> {log:q}"
+
+
+# FID against training images seen, from the EMA snapshots an experiment's `learning_curve:` keeps
+rule learning_curve:
+    input:
+        model=lambda w: PLAN.model_path(RES, w),
+        classifier=f"{RES}/classifier/classifier.pt",
+        reference=f"{RES}/reference/fashion_mnist_test.npz",
+    output:
+        f"{RES}/learning_curves/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}.csv",
+    params:
+        spec=lambda w: json.dumps(PLAN.sample_spec(w.paper, w.experiment, w.scaling, w.sampler, w.steps, 0), sort_keys=True),
+        fid=json.dumps(PLAN.scale_cfg["fid"], sort_keys=True),
+        resolution=PLAN.scale_cfg["resolution"],
+    threads: 1
+    conda:
+        "../../envs/environment.yaml"
+    log:
+        f"{RES}/logs/learning_curves/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}.log",
+    benchmark:
+        f"{RES}/benchmarks/learning_curves/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}.tsv"
+    shell:
+        "python -m diffrepro.stages.learning_curve --model {input.model:q} --spec {params.spec:q} "
+        "--classifier {input.classifier:q} --reference {input.reference:q} --fid {params.fid:q} "
+        "--resolution {params.resolution} --out {output:q} --threads {threads} 2> {log:q}"

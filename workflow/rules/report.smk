@@ -21,6 +21,7 @@ rule report:
         classifier=f"{RES}/classifier/metrics.json",
         claims=f"{RES}/claims.csv",
         losses=[path.removesuffix("model.pt") + "loss.csv" for path in PLAN.model_files(RES)],
+        learning_curves=PLAN.learning_curve_files(RES),
         noise_level_predictions=REPORT_EXTRAS["noise_level_predictions"],
         swiss_roll=REPORT_EXTRAS["swiss_roll"],
     output:
@@ -39,6 +40,7 @@ rule report:
         scale=SCALE,
         inception=config.get("inception_weights") or "",
         command=f"snakemake --cores all --config scale={SCALE}",
+        training=json.dumps(PLAN.training_summary(), sort_keys=True),
         out_dir=lambda w, output: str(Path(output.readme).parent),
     conda:
         "../../envs/environment.yaml"
@@ -46,6 +48,6 @@ rule report:
         f"{RES}/logs/report.log",
     shell:
         "python -m diffrepro.stages.report --metrics {input.metrics:q} --classifier {input.classifier:q} --claims {input.claims:q} "
-        "--losses {input.losses:q} --noise-level-predictions {input.noise_level_predictions:q} --swiss-roll {input.swiss_roll:q} "
+        "--losses {input.losses:q} --learning-curves {input.learning_curves:q} --noise-level-predictions {input.noise_level_predictions:q} --swiss-roll {input.swiss_roll:q} "
         "--replications {params.replications:q} --scale {params.scale:q} --inception-weights={params.inception:q} "
-        "--command {params.command:q} --out-dir {params.out_dir:q} 2> {log:q}"
+        "--command {params.command:q} --training {params.training:q} --out-dir {params.out_dir:q} 2> {log:q}"

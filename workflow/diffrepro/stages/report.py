@@ -135,6 +135,25 @@ def losses_frame(loss_files: list, results: Path) -> pd.DataFrame:
 PROTOCOL_COLUMNS = ["metric", "extractor", "library", "samples", "reference set"]
 
 
+def training_protocol(rows: list) -> str:
+    """'N steps of B images (lr ..., EMA half-life ...; precision): networks; ...', one clause per group of
+    networks trained alike (the papers' own recipes are in their sections' deviations)."""
+    if not rows:
+        return "no network trained at this scale."
+    frame = pd.DataFrame(rows)
+    keys = ["steps", "batch_size", "lr", "lr_decay", "ema_halflife_images", "bf16"]
+    clauses = []
+    for values, group in frame.groupby(keys, sort=False):
+        setting = dict(zip(keys, values))
+        networks = ", ".join(sorted(set(group["network"])))
+        clauses.append(f"{setting['steps']:,} steps of {setting['batch_size']} images "
+                       f"({setting['steps'] * setting['batch_size'] / 1000:.0f}k; Adam, peak lr {setting['lr']:g}, "
+                       f"{setting['lr_decay']} decay, "
+                       f"{'EMA half-life {:g} images'.format(setting['ema_halflife_images']) if setting['ema_halflife_images'] else 'no EMA'}, "
+                       f"{'bf16 autocast' if setting['bf16'] else 'float32'}) for {networks}")
+    return "; ".join(clauses) + "."
+
+
 def split_constant_columns(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """(table without the protocol columns that are constant, 'Protocol: column value, ...' for those)."""
     constant = [c for c in PROTOCOL_COLUMNS if c in table and table[c].nunique(dropna=False) == 1]
@@ -145,7 +164,7 @@ def split_constant_columns(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
 
 def paper_section(report: Report, paper: str, rep: dict, scale: str, claims: pd.DataFrame, metrics: pd.DataFrame,
-                  fid: pd.DataFrame, floor, samples_dir: Path, source: str) -> str:
+                  fid: pd.DataFrame, floor, samples_dir: Path, source: str, curves: list = ()) -> str:
     """One paper's section of the README: its claims, our numbers against its own, the deviations from
     its protocol that apply at this scale (`deviations:` in its replication file, `source`), FID vs NFE
     and a sample grid per model."""
@@ -165,6 +184,13 @@ def paper_section(report: Report, paper: str, rep: dict, scale: str, claims: pd.
         name = figure_name(paper, "fid_vs_nfe")
         figures.fid_vs_nfe(paper_fid, report.figure(name), floor, title=paper)
         lines += [report.image(name, f"{paper}: FID vs NFE"), ""]
+    for curve in curves:
+        run = curve.iloc[0]
+        name = figure_name(paper, "fid_vs_training_images", run["experiment"], run["input_scaling"])
+        figures.fid_vs_training_images(curve, report.figure(name), floor, title=f"{paper} {run['experiment']}")
+        lines += [f"Learning curve of {run['experiment']} [{run['input_scaling']}] (seed 0): FID of its EMA weights "
+                  "at evenly spaced points of its training, the last being the final network.", "",
+                  report.image(name, f"{paper} {run['experiment']}: FID vs training images"), ""]
     lines += sample_grids(report, paper_fid, samples_dir, paper)
     return "\n".join(lines)
 
@@ -178,10 +204,12 @@ def main(argv=None):
     p.add_argument("--scale", required=True)
     p.add_argument("--out-dir", required=True)
     p.add_argument("--losses", nargs="*", default=[], help="loss.csv of every trained model")
+    p.add_argument("--learning-curves", nargs="*", default=[], help="CSVs of the learning_curve stage")
     p.add_argument("--noise-level-predictions", nargs="*", default=[])
     p.add_argument("--swiss-roll", nargs="*", default=[])
     p.add_argument("--inception-weights", default="")
     p.add_argument("--command", default="snakemake --cores all")
+    p.add_argument("--training", default="[]", help="JSON rows of the trained networks' settings (Plan.training_summary)")
     args = p.parse_args(argv)
     out = Path(args.out_dir)
     report = Report(out)
@@ -207,8 +235,10 @@ def main(argv=None):
     floor_rows = metrics[(metrics["paper"] == REAL) & (metrics["metric"] == "fid")]
     floor = float(floor_rows["value"].mean()) if len(floor_rows) else None
 
+    curves = [pd.read_csv(path) for path in args.learning_curves]
     sections = [paper_section(report, paper, replications[paper], args.scale, claims, metrics, fid, floor,
-                              results / "samples", f"{Path(args.replications).name}/{paper}.yaml")
+                              results / "samples", f"{Path(args.replications).name}/{paper}.yaml",
+                              [c for c in curves if len(c) and c["paper"].iloc[0] == paper])
                 for paper in sorted(replications)]
 
     extra = []
@@ -253,6 +283,7 @@ Every number below is derived from `results/{args.scale}/metrics.csv` and `claim
 
 ## Protocol
 
+- Training: {training_protocol(json.loads(args.training))}
 - Data: Fashion-MNIST, 28×28 zero-padded to 32×32 (or resampled to 16×16 where a configuration says so);
   models trained on the training split.
 - FID/KID features: the {clf.get('feature_dim', '?')}-d pre-logit layer of a Fashion-MNIST classifier trained

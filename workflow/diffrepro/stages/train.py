@@ -30,14 +30,16 @@ def main(argv=None):
     seed_everything(spec["train"]["seed"])  # the network's init is part of the result
     net, schedule, denoiser = build_model(spec)
     digest = config_hash(spec)
+    snapshots = {} if spec["train"].get("snapshot_every") else None  # for a learning curve (rule learning_curve)
     state, log = train(denoiser, schedule, build_loss(spec), data, spec["train"],
                        checkpoint_path=Path(args.checkpoint) if args.checkpoint else None,
                        performance=Performance.of_spec(spec),
-                       describe=describe_training(spec))
+                       describe=describe_training(spec), snapshots=snapshots)
     with atomic_path(args.losses) as tmp:
         pd.DataFrame(log).to_csv(tmp, index=False)
     atomic_save({"spec": spec, "config_hash": digest, "state_dict": state,
-                 "n_parameters": sum(p.numel() for p in net.parameters())}, args.out)
+                 "n_parameters": sum(p.numel() for p in net.parameters()),
+                 **({"snapshots": snapshots} if snapshots is not None else {})}, args.out)
     if args.checkpoint and Path(args.checkpoint).exists():
         Path(args.checkpoint).unlink()
     # stdout reaches the terminal Snakemake runs in (stderr goes to the job's log)
