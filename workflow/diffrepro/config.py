@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import jsonschema
 import yaml
 
-from . import inception_weights
+from . import catalog, inception_weights
 from .datasets import DATASETS
 from .datasets import DEFAULT as DEFAULT_DATASET
 from .datasets import data_file
@@ -171,6 +171,7 @@ def load_replications(directory, config_source="config") -> dict:
             if curve and curve["sampler"] not in exp_labels:
                 raise ConfigError(f"{path}: experiments.{name}.learning_curve.sampler: {curve['sampler']!r} is not "
                                   f"one of this experiment's sampler labels ({', '.join(exp_labels)})")
+            _check_components(exp, f"{path}: experiments.{name}")
         # a paper's own stages (e.g. swiss_roll, noise_level) write rows under their stage name
         producers = [*doc["experiments"], *doc.get("stages", {})]
         for ref in doc.get("reference", []):
@@ -185,6 +186,54 @@ def load_replications(directory, config_source="config") -> dict:
         raise ConfigError(f"{config_source}: replications: no *.yaml files in {directory}")
     _check_shared_models(replications, directory)
     return replications
+
+
+SCALES = ("smoke", "quick", "paper")
+
+
+def _per_scale_values(value) -> list:
+    """[(suffix, value)]: a value given for every scale, or one per scale ({smoke: ..., quick: ...})."""
+    if isinstance(value, dict) and value and set(value) <= set(SCALES):
+        return [(f".{scale}", v) for scale, v in value.items()]
+    return [("", value)]
+
+
+def _raise_first(component, given: dict, where: str) -> None:
+    for key, problem in component.problems(given):
+        raise ConfigError(f"{where}{'.' + key if key else ''}: {problem}")
+
+
+def _check_components(exp: dict, where: str) -> None:
+    """The experiment's schedule, parameterisation, loss, network overrides and sampler options against
+    their declarations (diffrepro.catalog), and steps <= T on a discrete schedule's own grid."""
+    schedule = exp.get("schedule")
+    if schedule is not None:
+        options = {k: v for k, v in schedule.items() if k != "name"}
+        _raise_first(catalog.SCHEDULES[schedule["name"]], options, f"{where}.schedule")
+    for kind, table in (("parameterisation", catalog.PARAMETERISATIONS), ("loss", catalog.LOSSES)):
+        for suffix, value in _per_scale_values(exp.get(kind, {})):
+            if value:
+                _raise_first(table[value["name"]], {k: v for k, v in value.items() if k != "name"},
+                             f"{where}.{kind}{suffix}")
+    for suffix, value in _per_scale_values(exp.get("network", {})):
+        for key, given in value.items():  # unknown keys: the schema; rules over the whole UNet: Plan
+            why = catalog.NETWORK.options[key].problem(given) if key in catalog.NETWORK.options else None
+            if why:
+                raise ConfigError(f"{where}.network{suffix}.{key}: {why}")
+    discrete_steps = (schedule or {}).get("T", catalog.STEPS.default) \
+        if (schedule or {}).get("name") in catalog.DISCRETE_SCHEDULES else None
+    for sampler in exp.get("samplers", []):
+        at = f"{where}.samplers.{sampler['label']}"
+        _raise_first(catalog.SAMPLERS[sampler["name"]], sampler.get("options", {}), f"{at}.options")
+        grid = sampler.get("grid", {})
+        if "sigma_min" in grid and "sigma_max" in grid and not grid["sigma_min"] < grid["sigma_max"]:
+            raise ConfigError(f"{at}.grid: sigma_min ({grid['sigma_min']}) must be below sigma_max ({grid['sigma_max']})")
+        if discrete_steps is not None and grid.get("spacing") != "edm" and "schedule" not in grid:
+            for suffix, steps in _per_scale_values(sampler["steps"]):
+                too_many = [s for s in steps if s > discrete_steps]
+                if too_many:
+                    raise ConfigError(f"{at}.steps{suffix}: {too_many[0]} steps on a schedule of T = {discrete_steps} "
+                                      f"levels (at most {discrete_steps})")
 
 
 def _check_shared_models(replications: dict, directory: Path) -> None:
@@ -261,6 +310,15 @@ def load_config(config: dict, source="workflow/config.yaml") -> dict:
             config[key] = yaml.safe_load(value.lower())
     _coerce_command_line_strings(config, _load_schema("config.schema.yaml"))
     validate(config, "config.schema.yaml", source)
+    for scale, settings in config["scales"].items():
+        for where, sampling, fid in [("", settings["sampling"], settings["fid"])] + [
+                (f".datasets.{name}", {**settings["sampling"], **d.get("sampling", {})}, {**settings["fid"], **d.get("fid", {})})
+                for name, d in settings.get("datasets", {}).items()]:
+            limit = min(sampling["n_samples"], fid["n_reference"])
+            if fid["kid_subset_size"] > limit:
+                raise ConfigError(f"{source}: scales.{scale}{where}.fid.kid_subset_size: {fid['kid_subset_size']} is more than "
+                                  f"the {limit} images a KID subset can be drawn from (n_samples {sampling['n_samples']}, "
+                                  f"n_reference {fid['n_reference']})")
     for key in ("data_root", "cifar10_root", "inception_weights"):
         if config.get(key) and not Path(config[key]).exists():
             raise ConfigError(f"{source}: {key}: path {config[key]} does not exist (fix the path or set it to null)")
@@ -313,6 +371,7 @@ class Plan:
         self.shards = self._shards()
         self.job_threads = self.scale_cfg.get("job_threads", 8)
         self._check_datasets()
+        self._check_networks()
         self.inception_weights = self._inception_weights()
 
     def performance(self) -> dict:
@@ -334,6 +393,15 @@ class Plan:
                               f"({sampling['n_samples']} samples in batches of {sampling['batch_size']}); "
                               f"a shard draws whole batches, so use at most {batches}")
         return shards
+
+    def _check_networks(self) -> None:
+        """Each trained network's UNet at this scale (the scale's settings with the experiment's overrides)."""
+        for t in self.trainings():
+            unet = {**self.scale_cfg["unet"], **at_scale(self.experiment(t["paper"], t["experiment"]).get("network", {}),
+                                                         self.scale, {})}
+            for _, problem in catalog.NETWORK.problems(unet):
+                raise ConfigError(f"{t['paper']}/{t['experiment']} at scale {self.scale}: network (scales.{self.scale}.unet "
+                                  f"with the experiment's network overrides): {problem}")
 
     def datasets_in_use(self) -> set:
         """The data sets the networks sampled at this scale learn."""
