@@ -49,7 +49,9 @@ def test_clean_results_refuses_while_snakemake_holds_a_lock(tmp_path, capsys):
     assert main([str(root), "--project", str(tmp_path)]) == 1
     assert remaining(root) == set(RESULTS)
     assert "snakemake --unlock" in capsys.readouterr().err
-    assert main([str(tmp_path / "nowhere")]) == 1
+    assert main([str(tmp_path / "nowhere")]) == 0 and "nothing to clean" in capsys.readouterr().out
+    (tmp_path / "a_file").write_text("")
+    assert main([str(tmp_path / "a_file")]) == 1
 
 
 def test_empty_folders_are_found_deepest_first_and_a_folder_with_files_stays(tmp_path):

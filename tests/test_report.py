@@ -207,3 +207,23 @@ def test_protocol_columns_constant_over_a_table_are_said_once_above_it():
     shown, protocol = split_constant_columns(table)
     assert list(shown.columns) == ["sampler", "samples", "ours"]  # samples differ: they stay a column
     assert protocol == "Every row: metric fid, library clean-fid."
+
+
+def test_claims_and_report_refuse_a_metrics_table_that_is_not_the_current_plans():
+    from diffrepro.metrics_table import StaleResults, check_matches_plan
+
+    def row(experiment, seed, digest, paper="p"):
+        return {"paper": paper, "experiment": experiment, "input_scaling": "symmetric", "seed": seed, "config_hash": digest}
+
+    table = pd.DataFrame([row("a", 0, "h1"), row("a", 0, "h1"), row("b", 1, "h2"), row("stage", 0, "x", "q")])
+    plan = {"p/a/symmetric/0": "h1", "p/b/symmetric/1": "h2"}
+    check_matches_plan(table, plan, "metrics.csv")  # the stage's own rows (q/stage) are not the plan's to check
+    for expected, edited, says in [
+        ({**plan, "p/c/symmetric/0": "h3"}, table, "has no rows of p/c/symmetric/0, which the current configuration samples"),
+        (plan, pd.concat([table, pd.DataFrame([row("a", 2, "h9")])]), "has rows of p/a/symmetric/2, which the current "
+                                                                       "configuration does not sample"),
+        ({**plan, "p/a/symmetric/0": "new"}, table, "rows of p/a/symmetric/0 come from configuration h1, the current one is new"),
+    ]:
+        with pytest.raises(StaleResults) as err:
+            check_matches_plan(edited, expected, "metrics.csv")
+        assert says in str(err.value) and "\n" not in str(err.value) and "rerun snakemake" in str(err.value)

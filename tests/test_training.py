@@ -152,3 +152,24 @@ def test_no_snapshots_without_a_dict_or_an_interval():
     train(torch.nn.Conv2d(1, 1, 1), _Schedule(), loss, data, {"steps": 4, "batch_size": 4, "lr": 1e-2, "seed": 0},
           progress=False, snapshots=snapshots)
     assert snapshots == {}
+
+
+def test_the_loss_log_is_on_disk_while_training_runs(tmp_path, monkeypatch):
+    """The CSV is rewritten every LOG_EVERY steps: read from inside the run (a loss function that
+    looks at it), it already holds the steps before the last rewrite; at the end, every step."""
+    import pandas as pd
+    from diffrepro import training
+
+    monkeypatch.setattr(training, "LOG_EVERY", 3)
+    path = tmp_path / "loss.csv"
+    seen = []
+
+    def loss(d, x0, sigma, noise):
+        seen.append(len(pd.read_csv(path)) if path.exists() else 0)
+        return ((d(x0 + sigma[:, None, None, None] * noise) - x0) ** 2).mean()
+
+    train(torch.nn.Conv2d(1, 1, 1), _Schedule(), loss, torch.rand(16, 1, 4, 4),
+          {"steps": 8, "batch_size": 4, "lr": 1e-2, "seed": 0}, progress=False, log_path=path)
+    assert seen == [0, 0, 0, 3, 3, 3, 6, 6]
+    log = pd.read_csv(path)
+    assert list(log["step"]) == list(range(1, 9)) and list(log.columns) == ["step", "loss", "lr", "images_per_s"]

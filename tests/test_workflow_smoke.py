@@ -84,7 +84,8 @@ def test_report_and_html_report(smoke_run):
     assert "Do the papers' claims hold" in readme and "Wall time with jobs running" in readme
     figures = {p.name for p in (report / "figures").glob("*.png")}
     for name in ("karras_edm_2022__fid_vs_nfe.png", "all__schedules_log_snr.png", "all__loss_curves.png",
-                 "all__fid_vs_input_scale.png", "sohl_dickstein_2015__swiss_roll.png",
+                 "chen_2023__fid_vs_b.png", "sohl_dickstein_2015__swiss_roll.png",
+                 "karras_edm_2022__fid_vs_training_images__edm__symmetric.png",
                  "karras_edm_2022__samples__edm__symmetric.png"):
         assert name in figures, sorted(figures)
     assert any(name.startswith("tfree_fastai__noise_level_predictions") for name in figures)

@@ -172,6 +172,11 @@ def load_replications(directory, config_source="config") -> dict:
                 raise ConfigError(f"{path}: experiments.{name}.learning_curve.sampler: {curve['sampler']!r} is not "
                                   f"one of this experiment's sampler labels ({', '.join(exp_labels)})")
             _check_components(exp, f"{path}: experiments.{name}")
+        axes = {axis for exp in doc["experiments"].values() for axis in exp.get("factors", {})}
+        for role, axis in doc.get("factor_figure", {}).items():
+            if axis not in axes:
+                raise ConfigError(f"{path}: factor_figure.{role}: {axis!r} is not a sweep axis "
+                                  f"(axes: {', '.join(sorted(axes)) or 'none, this file has no sweeps'})")
         # a paper's own stages (e.g. swiss_roll, noise_level) write rows under their stage name
         producers = [*doc["experiments"], *doc.get("stages", {})]
         for ref in doc.get("reference", []):

@@ -129,23 +129,39 @@ def fid_vs_training_images(curve: pd.DataFrame, path, floor=None, title="") -> N
     _save(figure, path)
 
 
-def fid_vs_input_scale(scalings: pd.DataFrame, chen: pd.DataFrame, path) -> None:
-    """Left: each model trained at several input scalings; right: Chen's input scale b per resolution."""
-    panels = [p for p in (("scalings", scalings), ("chen", chen)) if len(p[1])]
-    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False)
-    for ax, (kind, data) in zip(axes[0], panels):
-        if kind == "scalings":
-            data = data.assign(run=data["paper"] + "/" + data["experiment"] + " " + data["sampler"]
-                               + " " + data["steps"].astype(str))
-            sns.barplot(data=data, x="input_scaling", y="value", hue="run", errorbar="sd", ax=ax)
-            ax.set(xlabel="input scaling of the data", ylabel="FID", title="input scaling (same network, same budget)")
-        else:
-            data = data.assign(schedule=data["sched_"].astype(str) + ", norm " + data["norm_"].astype(str),
-                               resolution=data["res"].astype(str) + "×" + data["res"].astype(str))
-            sns.lineplot(data=data, x="b", y="value", hue="resolution", style="schedule", marker="o",
-                         errorbar="sd", ax=ax)
-            ax.set(xlabel="input scale b (data in [-b, b])", ylabel="FID", title="Chen 2023: input scale b")
-        ax.legend(fontsize=7)
+def fid_vs_input_scale(scalings: pd.DataFrame, path) -> None:
+    """FID of each model trained at several input scalings of its data (same network, same budget)."""
+    data = scalings.assign(run=scalings["paper"] + "/" + scalings["experiment"] + " " + scalings["sampler"]
+                           + " " + scalings["steps"].astype(str))
+    figure, ax = plt.subplots(figsize=(6.5, 3.8))
+    sns.barplot(data=data, x="input_scaling", y="value", hue="run", errorbar="sd", ax=ax)
+    ax.set(xlabel="input scaling of the data", ylabel="FID", title="input scaling (same network, same budget)")
+    ax.legend(fontsize=7)
+    _save(figure, path)
+
+
+def _line_label(row, keys) -> str:
+    return ", ".join(f"{k} {row[k]}" for k in keys) or "all"
+
+
+def fid_vs_factor(rows: pd.DataFrame, x: str, hue: str | None, factors: list, path, floor=None, title="") -> None:
+    """FID of a sweep's experiments against the sweep axis `x`: a line per value of `hue` and per
+    combination of the other axes (`factors`) that vary (mean over seeds), bars = each set's 95%
+    interval over images. The y axis starts at 0, so a spread of a few FID at 100 is not drawn as a cliff."""
+    keys = ([hue] if hue else []) + [c for c in factors if c not in (x, hue) and rows[c].astype(str).nunique() > 1]
+    data = rows.assign(line=rows.apply(_line_label, axis=1, args=(keys,)))
+    columns = ["value"] + [c for c in ("ci_low", "ci_high") if c in data]
+    lines = data.groupby(["line", x], as_index=False)[columns].mean().sort_values(x)
+    figure, ax = plt.subplots(figsize=(6.5, 3.8))
+    for k, (label, line) in enumerate(lines.groupby("line", sort=True)):
+        ax.plot(line[x], line["value"], "o-", color=f"C{k}", label=label)
+        if "ci_low" in line and line["ci_low"].notna().all():
+            ax.errorbar(line[x], line["value"], yerr=[line["value"] - line["ci_low"], line["ci_high"] - line["value"]],
+                        fmt="none", ecolor=f"C{k}", elinewidth=1, capsize=3)
+    ax.set(xlabel=x, ylabel="FID (classifier features)", ylim=(0, None), title=title)
+    if floor is not None:
+        ax.axhline(floor, color="grey", ls="--", lw=1)
+    ax.legend(fontsize=7)
     _save(figure, path)
 
 

@@ -79,6 +79,9 @@ def main(argv=None) -> int:
     p.add_argument("--project", default=".", help="the project folder (where .snakemake is)")
     args = p.parse_args(argv)
     results = Path(args.results)
+    if not results.exists():  # a fresh clone, or a scale never run here
+        print(f"nothing to clean: {results} does not exist (no run of that scale in this folder)")
+        return 0
     if not results.is_dir():
         print(f"error: {results} is not a folder; give a scale's results folder, e.g. results/quick", file=sys.stderr)
         return 1

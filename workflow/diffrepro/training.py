@@ -19,6 +19,7 @@ see; and a transient read error must not throw away hours of paper-scale trainin
 """
 
 import copy
+import csv
 import math
 import random
 import sys
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .io import atomic_save, load_checkpoint
+from .io import atomic_path, atomic_save, load_checkpoint
 from .performance import (Performance, autocast, compile_module, configure_backends, place_batch, place_module,
                           resolve_device)
 
@@ -112,6 +113,17 @@ def restore_rng(state: dict, generator: torch.Generator) -> None:
     random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
 
 
+LOG_EVERY = 50  # steps between rewrites of the loss CSV: seconds apart at the quick scale, cheap at any size
+
+
+def write_log(log: list, path) -> None:
+    """The training log (one row per step) as CSV, replaced atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(log[0]) if log else ["step", "loss", "lr", "images_per_s"])
+        writer.writeheader()
+        writer.writerows(log)
+
+
 def _resume(checkpoint_path, describe):
     """The checkpoint to continue from, or None (no file, or one of another configuration)."""
     if checkpoint_path is None or not checkpoint_path.exists():
@@ -133,9 +145,12 @@ def _cpu_state(module: torch.nn.Module) -> dict:
 
 
 def train(denoiser, schedule, loss_fn, data: torch.Tensor, cfg: dict, *, checkpoint_path=None,
-          describe="", progress=True, performance: Performance | None = None, snapshots: dict | None = None):
+          describe="", progress=True, performance: Performance | None = None, snapshots: dict | None = None,
+          log_path=None):
     """Train `denoiser` (its parameters) on `data` [N,C,H,W]; returns (ema_or_model_state, log rows).
 
+    `log_path`: a CSV of the log rows so far, rewritten every LOG_EVERY steps and at the end, so a
+    running training's loss can be followed (make status) and plotted before it ends.
     `snapshots`: a dict filled with {images seen: EMA (or model) state} every `snapshot_every` steps
     before the last (checkpointed with the rest), for learning curves from one training run.
 
@@ -214,6 +229,8 @@ def train(denoiser, schedule, loss_fn, data: torch.Tensor, cfg: dict, *, checkpo
         log.append({"step": step + 1, "loss": loss.item(), "lr": lr,
                     "images_per_s": seen / (time.perf_counter() - t0)})
         bar.set_postfix(loss=f"{loss.item():.4f}")
+        if log_path is not None and ((step + 1) % LOG_EVERY == 0 or step + 1 == steps):
+            write_log(log, log_path)
         if snapshot_every and (step + 1) % snapshot_every == 0 and step + 1 < steps:
             # cloned: on the CPU _cpu_state hands out the module's own tensors, which keep changing
             snapshots[(step + 1) * batch] = {k: v.clone() for k, v in _cpu_state(ema if ema is not None else denoiser).items()}

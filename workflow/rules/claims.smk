@@ -19,10 +19,11 @@ rule claims:
     params:
         replications=lambda w, input: str(Path(input.replications[0]).parent),
         draws=PLAN.scale_cfg["fid"].get("bootstrap_draws", 1000),
+        expected=lambda w: json.dumps(PLAN.network_hashes(), sort_keys=True, separators=(",", ":")),
     conda:
         "../../envs/environment.yaml"
     log:
         f"{RES}/logs/claims.log",
     shell:
         "python -m diffrepro.stages.claims --metrics {input.metrics:q} --replications {params.replications:q} "
-        "--reference {input.reference:q} --draws {params.draws} --out {output:q} 2> {log:q}"
+        "--reference {input.reference:q} --draws {params.draws} --expected {params.expected:q} --out {output:q} 2> {log:q}"

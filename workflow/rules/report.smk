@@ -41,6 +41,7 @@ rule report:
         inception=config.get("inception_weights") or "",
         command=f"snakemake --cores all --config scale={SCALE}",
         training=json.dumps(PLAN.training_summary(), sort_keys=True),
+        expected=lambda w: json.dumps(PLAN.network_hashes(), sort_keys=True, separators=(",", ":")),
         out_dir=lambda w, output: str(Path(output.readme).parent),
     conda:
         "../../envs/environment.yaml"
@@ -50,4 +51,4 @@ rule report:
         "python -m diffrepro.stages.report --metrics {input.metrics:q} --classifier {input.classifier:q} --claims {input.claims:q} "
         "--losses {input.losses:q} --learning-curves {input.learning_curves:q} --noise-level-predictions {input.noise_level_predictions:q} --swiss-roll {input.swiss_roll:q} "
         "--replications {params.replications:q} --scale {params.scale:q} --inception-weights={params.inception:q} "
-        "--command {params.command:q} --training {params.training:q} --out-dir {params.out_dir:q} 2> {log:q}"
+        "--command {params.command:q} --training {params.training:q} --expected {params.expected:q} --out-dir {params.out_dir:q} 2> {log:q}"

@@ -2,6 +2,7 @@
 each claim's effect, its 95% bootstrap interval from the sets' kept features, and its verdict."""
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from ..claims import FEATURE_FOLDERS, FeatureSource, evaluate_claims, check_clai
 from ..config import load_replications
 from ..intervals import Reference
 from ..io import atomic_path
+from ..metrics_table import check_matches_plan
 from . import run_stage
 
 
@@ -30,11 +32,15 @@ def main(argv=None):
     p.add_argument("--reference", required=True, help="the classifier's reference features (reference stage)")
     p.add_argument("--draws", type=int, default=1000, help="bootstrap draws per claim")
     p.add_argument("--out", required=True, help="claims.csv to write")
+    p.add_argument("--expected", default="{}",
+                   help='JSON {"paper/experiment/scaling/seed": current config hash}: metrics.csv must be that plan\'s')
     args = p.parse_args(argv)
     replications = load_replications(args.replications)
     check_claims(replications, args.replications)
     sources = feature_sources(Path(args.metrics).parent, args.reference)
-    table = evaluate_claims(pd.read_csv(args.metrics), replications, sources, args.draws)
+    metrics = pd.read_csv(args.metrics)
+    check_matches_plan(metrics, json.loads(args.expected), args.metrics)
+    table = evaluate_claims(metrics, replications, sources, args.draws)
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp, index=False)
     counts = table["verdict"].value_counts()

@@ -17,6 +17,7 @@ import pandas as pd
 from .. import figures
 from ..config import load_replications
 from ..features import INCEPTION, available_extractors
+from ..metrics_table import check_matches_plan
 from ..reporting import (EFFECT_SENTENCE, REAL, claims_details, claims_front, deviations_markdown, git_revision,
                          library_agreement, machine, markdown, metric_table, model_rows, paper_table, reference_rows)
 from . import run_stage
@@ -88,15 +89,16 @@ def sample_grids(report: Report, rows: pd.DataFrame, samples_dir: Path, paper: s
     return lines
 
 
-def chen_rows(fid: pd.DataFrame, replications: dict) -> pd.DataFrame:
-    """Chen's sweep rows with their factors (schedule, b, normalisation, resolution) as columns."""
-    chen = fid[fid["paper"] == "chen_2023"]
-    if chen.empty:
-        return chen
-    factors = pd.DataFrame([{"experiment": name, **exp.get("factors", {})}
-                            for name, exp in replications["chen_2023"]["experiments"].items()])
-    chen = chen.merge(factors, on="experiment")
-    return chen[chen["steps"] == chen.groupby("experiment")["steps"].transform("max")]
+def factor_rows(fid: pd.DataFrame, paper: str, rep: dict) -> tuple[pd.DataFrame, list]:
+    """(the paper's sweep rows with each sweep axis as a column, at each experiment's largest step
+    count; the axis names)."""
+    swept = {name: exp["factors"] for name, exp in rep["experiments"].items() if exp.get("factors")}
+    rows = fid[(fid["paper"] == paper) & fid["experiment"].isin(swept)]
+    if rows.empty:
+        return rows, []
+    factors = pd.DataFrame([{"experiment": name, **axes} for name, axes in swept.items()])
+    rows = rows.merge(factors, on="experiment")
+    return rows[rows["steps"] == rows.groupby("experiment")["steps"].transform("max")], [c for c in factors if c != "experiment"]
 
 
 def scaling_rows(fid: pd.DataFrame) -> pd.DataFrame:
@@ -184,6 +186,12 @@ def paper_section(report: Report, paper: str, rep: dict, scale: str, claims: pd.
         name = figure_name(paper, "fid_vs_nfe")
         figures.fid_vs_nfe(paper_fid, report.figure(name), floor, title=paper)
         lines += [report.image(name, f"{paper}: FID vs NFE"), ""]
+    swept, factors = factor_rows(fid, paper, rep)
+    if "factor_figure" in rep and len(swept):
+        x, hue = rep["factor_figure"]["x"], rep["factor_figure"].get("hue")
+        name = figure_name(paper, f"fid_vs_{x}")
+        figures.fid_vs_factor(swept, x, hue, factors, report.figure(name), floor, title=f"{paper}: FID vs {x}")
+        lines += [report.image(name, f"{paper}: FID vs {x}"), ""]
     for curve in curves:
         run = curve.iloc[0]
         name = figure_name(paper, "fid_vs_training_images", run["experiment"], run["input_scaling"])
@@ -208,6 +216,8 @@ def main(argv=None):
     p.add_argument("--noise-level-predictions", nargs="*", default=[])
     p.add_argument("--swiss-roll", nargs="*", default=[])
     p.add_argument("--inception-weights", default="")
+    p.add_argument("--expected", default="{}",
+                   help='JSON {"paper/experiment/scaling/seed": current config hash}: metrics.csv must be that plan\'s')
     p.add_argument("--command", default="snakemake --cores all")
     p.add_argument("--training", default="[]", help="JSON rows of the trained networks' settings (Plan.training_summary)")
     args = p.parse_args(argv)
@@ -216,6 +226,7 @@ def main(argv=None):
     results = Path(args.metrics).parent
 
     metrics = pd.read_csv(args.metrics)
+    check_matches_plan(metrics, json.loads(args.expected), args.metrics)
     claims = pd.read_csv(args.claims, dtype={"verdict": str, "seeds": str, "n_samples": str, "needed": str,
                                                "paired": str, "excluded": str, "side": str})
     clf = json.loads(Path(args.classifier).read_text())
@@ -242,9 +253,9 @@ def main(argv=None):
                 for paper in sorted(replications)]
 
     extra = []
-    if len(fid):
-        figures.fid_vs_input_scale(scaling_rows(fid), chen_rows(fid, replications),
-                                   report.figure(figure_name("all", "fid_vs_input_scale")))
+    scalings = scaling_rows(fid) if len(fid) else fid
+    if len(scalings):
+        figures.fid_vs_input_scale(scalings, report.figure(figure_name("all", "fid_vs_input_scale")))
         extra.append(report.image(figure_name("all", "fid_vs_input_scale"), "FID vs input scaling"))
     figures.schedules_log_snr(schedule_curves(replications, args.scale),
                               report.figure(figure_name("all", "schedules_log_snr")))

@@ -3,13 +3,12 @@
 import json
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from ..build import build_loss, build_model
 from ..config import config_hash, describe_training
 from ..data import load_split
-from ..io import atomic_path, atomic_save
+from ..io import atomic_save
 from ..performance import Performance
 from ..scalings import get_scaling
 from ..training import seed_everything, train
@@ -34,9 +33,7 @@ def main(argv=None):
     state, log = train(denoiser, schedule, build_loss(spec), data, spec["train"],
                        checkpoint_path=Path(args.checkpoint) if args.checkpoint else None,
                        performance=Performance.of_spec(spec),
-                       describe=describe_training(spec), snapshots=snapshots)
-    with atomic_path(args.losses) as tmp:
-        pd.DataFrame(log).to_csv(tmp, index=False)
+                       describe=describe_training(spec), snapshots=snapshots, log_path=args.losses)
     atomic_save({"spec": spec, "config_hash": digest, "state_dict": state,
                  "n_parameters": sum(p.numel() for p in net.parameters()),
                  **({"snapshots": snapshots} if snapshots is not None else {})}, args.out)
