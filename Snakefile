@@ -42,10 +42,25 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-# Rule files of papers that need an extra stage append their metrics files here,
-# and the files the report draws from (figures) to REPORT_EXTRAS.
-EXTRA_METRICS = []
-REPORT_EXTRAS = {"noise_level_predictions": [], "swiss_roll": []}
+# The one registry of what a paper's own rule file (replications/<paper>.smk) adds to the core DAG:
+# metrics files that join metrics.csv, and figures the report draws in that paper's section, each
+# {"name", "input": a file its rules write, "draw": "module:function(input, png, title)", "caption"}.
+PLUGINS = {}
+
+
+def register_plugin(paper, metrics=(), figures=()):
+    entry = PLUGINS.setdefault(paper, {"metrics": [], "figures": []})
+    entry["metrics"].extend(metrics)
+    entry["figures"].extend(figures)
+
+
+def plugin_metrics():
+    return [path for entry in PLUGINS.values() for path in entry["metrics"]]
+
+
+def plugin_figures():
+    return [{"paper": paper, **f} for paper, entry in sorted(PLUGINS.items()) for f in entry["figures"]]
+
 
 
 include: "workflow/rules/data.smk"

@@ -23,4 +23,4 @@ rule ddim_reconstruction:
         "--settings {params.settings:q} --run {params.run:q} --out {output:q} --threads {threads} 2> {log:q}"
 
 
-EXTRA_METRICS.append(f"{RES}/metrics/ddim_2021/reconstruction.csv")
+register_plugin("ddim_2021", metrics=[f"{RES}/metrics/ddim_2021/reconstruction.csv"])

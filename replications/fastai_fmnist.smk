@@ -47,4 +47,4 @@ rule range_bug_evaluate:
         "--misread centered:symmetric --out {output:q} --threads {threads} 2> {log:q}"
 
 
-EXTRA_METRICS.append(f"{RES}/metrics/fastai_fmnist/range_bug.csv")
+register_plugin("fastai_fmnist", metrics=[f"{RES}/metrics/fastai_fmnist/range_bug.csv"])

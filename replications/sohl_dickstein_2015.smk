@@ -18,9 +18,12 @@ except ConfigError as err:
 _SD2015_BOUNDS = [(r["experiment"], r["scaling"]) for r in PLAN.trainings()
                   if r["paper"] == "sohl_dickstein_2015" and r["experiment"] in _SD2015_STAGES["bound"]["experiments"]]
 
-EXTRA_METRICS.append(f"{RES}/metrics/sohl_dickstein_2015/swiss_roll.csv")
-REPORT_EXTRAS["swiss_roll"].append(f"{RES}/toy/sohl_dickstein_2015/swiss_roll_samples.npz")
-EXTRA_METRICS.extend(f"{RES}/metrics/sohl_dickstein_2015/bound/{e}/{s}.csv" for e, s in _SD2015_BOUNDS)
+register_plugin(
+    "sohl_dickstein_2015",
+    metrics=[f"{RES}/metrics/sohl_dickstein_2015/swiss_roll.csv",
+             *(f"{RES}/metrics/sohl_dickstein_2015/bound/{e}/{s}.csv" for e, s in _SD2015_BOUNDS)],
+    figures=[{"name": "swiss_roll", "input": f"{RES}/toy/sohl_dickstein_2015/swiss_roll_samples.npz",
+              "draw": "diffrepro.stages.swiss_roll:figure", "caption": "swiss roll: held-out data and samples"}])
 
 
 rule sohl_dickstein_2015_swiss_roll:

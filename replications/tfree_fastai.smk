@@ -22,9 +22,13 @@ if len(TFREE_PREDICTORS) != len(_TFREE_USES):
     raise WorkflowError(f"invalid configuration: a tfree_fastai noise-level predictor serves one input scaling "
                         f"and resolution, but its (name, scaling, resolution) uses are {_TFREE_USES}")
 
-EXTRA_METRICS.extend(f"{RES}/metrics/tfree_fastai/{name}.csv" for name in sorted(TFREE_PREDICTORS))
-REPORT_EXTRAS["noise_level_predictions"].extend(
-    f"{RES}/aux/tfree_fastai/{name}_predictions.csv" for name in sorted(TFREE_PREDICTORS))
+register_plugin(
+    "tfree_fastai",
+    metrics=[f"{RES}/metrics/tfree_fastai/{name}.csv" for name in sorted(TFREE_PREDICTORS)],
+    figures=[{"name": f"noise_level_predictions__{name}", "input": f"{RES}/aux/tfree_fastai/{name}_predictions.csv",
+              "draw": "diffrepro.stages.noise_level:figure",
+              "caption": f"t-free noise-level predictor {name}: predicted vs true ᾱ on test images"}
+             for name in sorted(TFREE_PREDICTORS)])
 
 
 rule tfree_fastai_noise_level:

@@ -227,3 +227,32 @@ def test_claims_and_report_refuse_a_metrics_table_that_is_not_the_current_plans(
         with pytest.raises(StaleResults) as err:
             check_matches_plan(edited, expected, "metrics.csv")
         assert says in str(err.value) and "\n" not in str(err.value) and "rerun snakemake" in str(err.value)
+
+
+def test_a_plugin_figure_is_drawn_by_its_papers_code_in_its_papers_section(tmp_path):
+    """A figure registered by a paper's rule file (register_plugin): the report imports its `draw`
+    function, draws the registered input into <paper>__<name>.png and shows it with its caption."""
+    points = np.random.default_rng(0).normal(size=(50, 2))
+    np.savez(tmp_path / "roll.npz", samples=points, heldout=points + 1)
+    from diffrepro.claims import COLUMNS
+    metrics = rows([10.0])
+    report = Report(tmp_path / "report")
+    text = paper_section(report, "p", {"title": "T", "citation": "C", "reference": [], "deviations": []}, "quick",
+                         pd.DataFrame(columns=COLUMNS), metrics, figures.fid_rows(model_rows(metrics)), None,
+                         tmp_path / "samples", "replications/p.yaml",
+                         plugin_figures=[{"paper": "p", "name": "swiss_roll", "input": str(tmp_path / "roll.npz"),
+                                          "draw": "diffrepro.stages.swiss_roll:figure", "caption": "the roll"}])
+    assert "![the roll](figures/p__swiss_roll.png)" in text
+    assert (tmp_path / "report" / "figures" / "p__swiss_roll.png").stat().st_size > 5_000
+
+
+def test_the_factor_figure_draws_a_sweep_against_its_axis_with_intervals(tmp_path):
+    rep = {"experiments": {f"s__b{b}__res{r}": {"factors": {"b": b, "res": r}} for b in (0.5, 1.0) for r in (16, 32)}}
+    fid = pd.DataFrame([{"paper": "p", "experiment": name, "steps": 25, "value": 50 + f["b"] * f["res"],
+                         "ci_low": 48 + f["b"] * f["res"], "ci_high": 52 + f["b"] * f["res"], "seed": 0}
+                        for name, e in rep["experiments"].items() for f in [e["factors"]]])
+    from diffrepro.stages.report import factor_rows
+    swept, factors = factor_rows(fid, "p", rep)
+    assert len(swept) == 4 and factors == ["b", "res"]
+    figures.fid_vs_factor(swept, "b", "res", factors, tmp_path / "b.png", floor=1.4, title="t")
+    assert (tmp_path / "b.png").stat().st_size > 5_000

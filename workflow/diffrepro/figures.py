@@ -14,7 +14,7 @@ PLOT_EXTRACTOR = "fmnist-classifier"
 DPI = 110
 
 
-def _save(figure, path) -> None:
+def save(figure, path) -> None:
     figure.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(figure)
 
@@ -82,7 +82,7 @@ def fid_vs_nfe(rows: pd.DataFrame, path, floor=None, title="") -> None:
     grid.figure.suptitle(title, y=1.02)
     if note:
         grid.figure.text(0.5, -0.02, note, ha="center", va="top", fontsize=8, color="firebrick", wrap=True)
-    _save(grid.figure, path)
+    save(grid.figure, path)
 
 
 def fid_at_one_nfe(rows: pd.DataFrame, path, floor=None, title="", note="") -> None:
@@ -108,7 +108,7 @@ def fid_at_one_nfe(rows: pd.DataFrame, path, floor=None, title="", note="") -> N
     if note:
         ax.annotate(note, (0, 0), xycoords="axes fraction", xytext=(0, -36), textcoords="offset points",
                     ha="left", va="top", fontsize=8, color="firebrick", annotation_clip=False)  # under the x label
-    _save(figure, path)
+    save(figure, path)
 
 
 def fid_vs_training_images(curve: pd.DataFrame, path, floor=None, title="") -> None:
@@ -126,7 +126,7 @@ def fid_vs_training_images(curve: pd.DataFrame, path, floor=None, title="") -> N
         ax.axhline(floor, color="grey", ls="--", lw=1)
         ax.annotate("real-data floor", (1, floor), xycoords=("axes fraction", "data"), ha="right", va="bottom",
                     fontsize=8, color="grey")
-    _save(figure, path)
+    save(figure, path)
 
 
 def fid_vs_input_scale(scalings: pd.DataFrame, path) -> None:
@@ -137,7 +137,7 @@ def fid_vs_input_scale(scalings: pd.DataFrame, path) -> None:
     sns.barplot(data=data, x="input_scaling", y="value", hue="run", errorbar="sd", ax=ax)
     ax.set(xlabel="input scaling of the data", ylabel="FID", title="input scaling (same network, same budget)")
     ax.legend(fontsize=7)
-    _save(figure, path)
+    save(figure, path)
 
 
 def _line_label(row, keys) -> str:
@@ -162,7 +162,7 @@ def fid_vs_factor(rows: pd.DataFrame, x: str, hue: str | None, factors: list, pa
     if floor is not None:
         ax.axhline(floor, color="grey", ls="--", lw=1)
     ax.legend(fontsize=7)
-    _save(figure, path)
+    save(figure, path)
 
 
 def schedules_log_snr(curves: dict, path) -> None:
@@ -175,7 +175,7 @@ def schedules_log_snr(curves: dict, path) -> None:
            title="noise schedules as trained (input scale b included)", ylim=(-20, 20))
     ax.axhline(0, color="grey", lw=0.6)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: the curves fill the axes
-    _save(figure, path)
+    save(figure, path)
 
 
 def loss_curves(losses: pd.DataFrame, path, smooth: int = 25) -> None:
@@ -195,24 +195,7 @@ def loss_curves(losses: pd.DataFrame, path, smooth: int = 25) -> None:
     for ax in axes.flat[len(papers):]:
         ax.set_visible(False)
     figure.tight_layout()
-    _save(figure, path)
-
-
-def noise_level_predictions(pairs: pd.DataFrame, path, title="") -> None:
-    figure, ax = plt.subplots(figsize=(4.2, 4.2))
-    ax.scatter(pairs["alpha_bar"], pairs["alpha_bar_predicted"], s=3, alpha=0.35)
-    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--")
-    ax.set(xlabel="true ᾱ", ylabel="predicted ᾱ", title=title, xlim=(0, 1), ylim=(0, 1), aspect="equal")
-    _save(figure, path)
-
-
-def swiss_roll(samples: np.ndarray, heldout: np.ndarray, path, title="") -> None:
-    figure, axes = plt.subplots(1, 2, figsize=(7, 3.5), sharex=True, sharey=True)
-    for ax, points, name in zip(axes, (heldout, samples), ("held-out data", "model samples")):
-        ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5)
-        ax.set(title=name, aspect="equal")
-    figure.suptitle(title)
-    _save(figure, path)
+    save(figure, path)
 
 
 def sample_grid(images: np.ndarray, path, n: int = 64, title="") -> None:
@@ -225,4 +208,4 @@ def sample_grid(images: np.ndarray, path, n: int = 64, title="") -> None:
     ax.imshow(grid[..., 0] if c == 1 else grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
     ax.set_title(title, fontsize=8)
-    _save(figure, path)
+    save(figure, path)

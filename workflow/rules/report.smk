@@ -1,12 +1,13 @@
 rule aggregate_metrics:
     input:
-        PLAN.metric_files(RES) + EXTRA_METRICS,
+        PLAN.metric_files(RES) + plugin_metrics(),
     output:
         f"{RES}/metrics.csv",
     params:
         # rows of a sample set scored under an older configuration (e.g. kept by --rerun-triggers mtime)
         # are refused: each network's current config hash
         expected=lambda w: json.dumps(PLAN.network_hashes(), sort_keys=True, separators=(",", ":")),
+        figures=json.dumps(plugin_figures(), sort_keys=True),
     conda:
         "../../envs/environment.yaml"
     log:
@@ -22,8 +23,7 @@ rule report:
         claims=f"{RES}/claims.csv",
         losses=[path.removesuffix("model.pt") + "loss.csv" for path in PLAN.model_files(RES)],
         learning_curves=PLAN.learning_curve_files(RES),
-        noise_level_predictions=REPORT_EXTRAS["noise_level_predictions"],
-        swiss_roll=REPORT_EXTRAS["swiss_roll"],
+        plugin_figures=[f["input"] for f in plugin_figures()],
     output:
         readme=f"{REPORT}/README.md",
         # the HTML report files everything by paper: a paper's table is <paper>.csv, the others span papers
@@ -49,6 +49,6 @@ rule report:
         f"{RES}/logs/report.log",
     shell:
         "python -m diffrepro.stages.report --metrics {input.metrics:q} --classifier {input.classifier:q} --claims {input.claims:q} "
-        "--losses {input.losses:q} --learning-curves {input.learning_curves:q} --noise-level-predictions {input.noise_level_predictions:q} --swiss-roll {input.swiss_roll:q} "
+        "--losses {input.losses:q} --learning-curves {input.learning_curves:q} --plugin-figures {params.figures:q} "
         "--replications {params.replications:q} --scale {params.scale:q} --inception-weights={params.inception:q} "
         "--command {params.command:q} --training {params.training:q} --expected {params.expected:q} --out-dir {params.out_dir:q} 2> {log:q}"

@@ -74,5 +74,20 @@ def main(argv=None):
         Path(args.checkpoint).unlink()
 
 
+def figure(predictions_file, out, title="") -> None:
+    """The report's figure of this stage (registered in replications/tfree_fastai.smk): the predicted
+    against the true alpha-bar of each test image."""
+    import matplotlib.pyplot as plt
+
+    from .. import figures
+
+    pairs = pd.read_csv(predictions_file)
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    ax.scatter(pairs["alpha_bar"], pairs["alpha_bar_predicted"], s=3, alpha=0.35)
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--")
+    ax.set(xlabel="true ᾱ", ylabel="predicted ᾱ", title=title, xlim=(0, 1), ylim=(0, 1), aspect="equal")
+    figures.save(fig, out)
+
+
 if __name__ == "__main__":
     run_stage(main)

@@ -8,6 +8,7 @@ import argparse
 import base64
 import binascii
 import datetime
+import importlib
 import json
 from pathlib import Path
 
@@ -166,7 +167,8 @@ def split_constant_columns(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
 
 def paper_section(report: Report, paper: str, rep: dict, scale: str, claims: pd.DataFrame, metrics: pd.DataFrame,
-                  fid: pd.DataFrame, floor, samples_dir: Path, source: str, curves: list = ()) -> str:
+                  fid: pd.DataFrame, floor, samples_dir: Path, source: str, curves: list = (),
+                  plugin_figures: list = ()) -> str:
     """One paper's section of the README: its claims, our numbers against its own, the deviations from
     its protocol that apply at this scale (`deviations:` in its replication file, `source`), FID vs NFE
     and a sample grid per model."""
@@ -192,6 +194,11 @@ def paper_section(report: Report, paper: str, rep: dict, scale: str, claims: pd.
         name = figure_name(paper, f"fid_vs_{x}")
         figures.fid_vs_factor(swept, x, hue, factors, report.figure(name), floor, title=f"{paper}: FID vs {x}")
         lines += [report.image(name, f"{paper}: FID vs {x}"), ""]
+    for entry in plugin_figures:  # drawn by the paper's own code (replications/<paper>.smk registers it)
+        name = figure_name(paper, entry["name"])
+        module, function = entry["draw"].split(":")
+        getattr(importlib.import_module(module), function)(entry["input"], report.figure(name), entry["caption"])
+        lines += [report.image(name, entry["caption"]), ""]
     for curve in curves:
         run = curve.iloc[0]
         name = figure_name(paper, "fid_vs_training_images", run["experiment"], run["input_scaling"])
@@ -213,8 +220,8 @@ def main(argv=None):
     p.add_argument("--out-dir", required=True)
     p.add_argument("--losses", nargs="*", default=[], help="loss.csv of every trained model")
     p.add_argument("--learning-curves", nargs="*", default=[], help="CSVs of the learning_curve stage")
-    p.add_argument("--noise-level-predictions", nargs="*", default=[])
-    p.add_argument("--swiss-roll", nargs="*", default=[])
+    p.add_argument("--plugin-figures", default="[]",
+                   help="JSON [{paper, name, input, draw: 'module:function', caption}]: figures of papers' own stages")
     p.add_argument("--inception-weights", default="")
     p.add_argument("--expected", default="{}",
                    help='JSON {"paper/experiment/scaling/seed": current config hash}: metrics.csv must be that plan\'s')
@@ -247,9 +254,11 @@ def main(argv=None):
     floor = float(floor_rows["value"].mean()) if len(floor_rows) else None
 
     curves = [pd.read_csv(path) for path in args.learning_curves]
+    plugin_figures = json.loads(args.plugin_figures)
     sections = [paper_section(report, paper, replications[paper], args.scale, claims, metrics, fid, floor,
                               results / "samples", f"{Path(args.replications).name}/{paper}.yaml",
-                              [c for c in curves if len(c) and c["paper"].iloc[0] == paper])
+                              [c for c in curves if len(c) and c["paper"].iloc[0] == paper],
+                              [f for f in plugin_figures if f["paper"] == paper])
                 for paper in sorted(replications)]
 
     extra = []
@@ -264,16 +273,6 @@ def main(argv=None):
     if len(losses):
         figures.loss_curves(losses, report.figure(figure_name("all", "loss_curves")))
         extra.append(report.image(figure_name("all", "loss_curves"), "training loss curves"))
-    for path in map(Path, args.noise_level_predictions):
-        name = figure_name("tfree_fastai", "noise_level_predictions", path.stem.removesuffix("_predictions"))
-        figures.noise_level_predictions(pd.read_csv(path), report.figure(name), "t-free noise-level predictor (test)")
-        extra.append(report.image(name, "t-predictor: predicted vs true ᾱ"))
-    for path in map(Path, args.swiss_roll):
-        data = np.load(path)
-        name = figure_name("sohl_dickstein_2015", "swiss_roll")
-        figures.swiss_roll(data["samples"], data["heldout"], report.figure(name), "Sohl-Dickstein 2015 swiss roll")
-        extra.append(report.image(name, "swiss roll: held-out data and samples"))
-
     busy, summed = job_times(Path(".snakemake/metadata"), (str(results) + "/", str(results.parent / "data") + "/"))
     floor_table = metric_table(metrics[metrics["paper"] == REAL]).drop(
         columns=["experiment", "input_scaling", "sampler", "steps", "nfe"])

@@ -220,5 +220,21 @@ def main(argv=None):
     print(json.dumps(info), file=sys.stderr)
 
 
+def figure(samples_file, out, title="") -> None:
+    """The report's figure of this stage (registered in replications/sohl_dickstein_2015.smk): held-out
+    points and model samples side by side."""
+    import matplotlib.pyplot as plt
+
+    from .. import figures
+
+    data = np.load(samples_file)
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.5), sharex=True, sharey=True)
+    for ax, points, name in zip(axes, (data["heldout"], data["samples"]), ("held-out data", "model samples")):
+        ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5)
+        ax.set(title=name, aspect="equal")
+    fig.suptitle(title)
+    figures.save(fig, out)
+
+
 if __name__ == "__main__":
     run_stage(main)
