@@ -18,6 +18,7 @@ from . import catalog, inception_weights
 from .datasets import DATASETS
 from .datasets import DEFAULT as DEFAULT_DATASET
 from .datasets import data_file
+from .errors import UserError
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 SCALES = ("smoke", "quick", "paper")
@@ -27,7 +28,7 @@ AUX_OPTIONS = ("noise_level_predictor",)
 PERFORMANCE_DEFAULTS = {"device": "auto", "bf16": False, "tf32": False, "channels_last": False, "compile": False}
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config or replication file is invalid; the message names file, key and allowed values."""
 
 

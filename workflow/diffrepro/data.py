@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import UserError
+
 DEBIAN_ROOT = Path("/usr/share/datasets/fashion-mnist")
 CANONICAL_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 
@@ -35,7 +37,7 @@ FILES = {
 }
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
     """A data set is missing or damaged; the message says how to get a good copy."""
 
 

@@ -32,6 +32,7 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_featur
 from diffrepro import inception_weights
 from diffrepro.clean_fid_inception import CleanFidInception
 from diffrepro.models.classifier import classifier_input_from_uint8, load_classifier
+from diffrepro.errors import UserError
 
 FMNIST_CLASSIFIER = "fmnist-classifier"
 INCEPTION = "inception"
@@ -42,7 +43,7 @@ INCEPTION = "inception"
 MIN_SPAN_FRACTION = 0.6
 
 
-class ImageSetError(ValueError):
+class ImageSetError(UserError, ValueError):
     """An image set is not what feature extraction expects (range, shape, dtype, finiteness)."""
 
 

@@ -8,6 +8,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from .errors import UserError
+
 # The TensorFlow FID Inception (2015-12-05) converted to PyTorch by pytorch-fid. clean-fid's
 # inception_pytorch asks torch hub for it under FILE_NAME; torch-fidelity's inception-v3-compat
 # loads the same state dict, shipped as TORCH_FIDELITY_FILE_NAME (6726825d: the start of the file's
@@ -20,7 +22,7 @@ CONFIG_KEY = "inception_weights"
 SHA256_PREFIX = "6726825d"
 
 
-class UntrustedWeightsError(ValueError):
+class UntrustedWeightsError(UserError, ValueError):
     """A weights file is not the file its name promises; nothing has opened it."""
 
 

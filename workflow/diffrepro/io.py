@@ -8,14 +8,16 @@ from pathlib import Path
 
 import torch
 
+from .errors import UserError
+
 REBUILD = "delete it and rerun the workflow to rebuild it"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint or model file is unreadable; the message says what to delete or rerun."""
 
 
-class DamagedFileError(ValueError):
+class DamagedFileError(UserError, ValueError):
     """A data file the workflow wrote (sample set, reference statistics) is unreadable or holds
     NaN/inf; the message names it and says what to delete or rerun."""
 

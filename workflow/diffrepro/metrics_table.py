@@ -2,6 +2,8 @@
 
 import pandas as pd
 
+from .errors import UserError
+
 COLUMNS = ["paper", "experiment", "input_scaling", "sampler", "sampler_name", "steps", "nfe", "seed",
            "n_samples", "extractor", "library", "metric", "value", "reference_set", "config_hash"]
 RUN_KEYS = ["paper", "experiment", "input_scaling", "sampler", "steps", "seed"]
@@ -10,7 +12,7 @@ PIXELS = "pixels"
 PIXEL_COLUMNS = {"pixel_w1": "pixel W1", "bright_fraction": "bright pixels"}
 
 
-class StaleResults(ValueError):
+class StaleResults(UserError, ValueError):
     pass
 
 

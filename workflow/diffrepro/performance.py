@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import torch
 
 from .config import PERFORMANCE_DEFAULTS
+from .errors import UserError
 
 
-class DeviceUnavailable(RuntimeError):
+class DeviceUnavailable(UserError, RuntimeError):
     """The configured device does not exist here (e.g. `device: cuda` on a machine without a GPU)."""
 
 

@@ -11,10 +11,11 @@ import json
 import numpy as np
 
 from .config import config_hash
+from .errors import UserError
 from .io import atomic_path, reading
 
 
-class ShardError(ValueError):
+class ShardError(UserError, ValueError):
     """Shard files that do not make up one sample set (missing, repeated, from another config)."""
 
 

@@ -13,6 +13,7 @@ import torch
 from .build import load_model, sampler_options, sampling_sigmas
 from .config import describe_training
 from .datasets import dataset_of
+from .errors import UserError
 from .performance import (Performance, compile_module, configure_backends, in_autocast, place_batch, place_module,
                           resolve_device)
 from .samplers import SAMPLERS, CountedDenoiser
@@ -51,7 +52,7 @@ def shard_batches(n_samples: int, batch_size: int, shard: int, shards: int) -> r
     return range(shard * total // shards, (shard + 1) * total // shards)
 
 
-class SamplingDiverged(RuntimeError):
+class SamplingDiverged(UserError, RuntimeError):
     """A sample batch came out with NaN or inf pixels."""
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .errors import UserError
 from .io import atomic_path, atomic_save, load_checkpoint
 from .performance import (Performance, autocast, compile_module, configure_backends, place_batch, place_module,
                           resolve_device)
@@ -36,7 +37,7 @@ from .performance import (Performance, autocast, compile_module, configure_backe
 CHECKPOINT_KEYS = ("describe", "model", "opt", "ema", "step", "log", "order", "cursor", "rng")
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(UserError, RuntimeError):
     pass
 
 # The 21 quick-scale networks' largest weights measured 1.1-1.3 in magnitude; a step with an absurd

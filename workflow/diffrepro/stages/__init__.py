@@ -3,19 +3,14 @@
 import argparse
 import sys
 
-# Failures a user can fix (bad data, damaged file, bad config, diverged run, wrong image range):
-# they get one actionable line; anything else is a bug and keeps its traceback.
-USER_ERRORS = {"DataError", "CheckpointError", "ConfigError", "TrainingDiverged", "ImageSetError",
-               "FeatureExtractorUnavailable", "StaleResults", "ShardError", "DeviceUnavailable",
-               "UntrustedWeightsError", "DamagedFileError",
-               "SamplingDiverged"}
+from ..errors import UserError
 
 
 def run_stage(main) -> None:
     try:
         main()
     except Exception as err:
-        if type(err).__name__ not in USER_ERRORS:
+        if not isinstance(err, UserError):  # a bug: keep the traceback
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
