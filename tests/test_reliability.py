@@ -491,3 +491,31 @@ def test_classifier_file_is_written_atomically_and_a_damaged_one_is_one_line(tmp
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(CheckpointError, match=r"classifier\.pt: classifier file is truncated or corrupt.*rerun"):
         load_classifier(path)
+
+
+def test_every_error_a_user_can_fix_is_one_line_and_a_bug_keeps_its_traceback(capsys):
+    from diffrepro.config import ConfigError
+    from diffrepro.data import DataError
+    from diffrepro.errors import UserError
+    from diffrepro.features import ImageSetError
+    from diffrepro.inception_weights import UntrustedWeightsError
+    from diffrepro.io import CheckpointError, DamagedFileError
+    from diffrepro.metrics_table import StaleResults
+    from diffrepro.performance import DeviceUnavailable
+    from diffrepro.sample_sets import ShardError
+    from diffrepro.sampling import SamplingDiverged
+    from diffrepro.stages import run_stage
+    from diffrepro.training import TrainingDiverged
+
+    for error in (ConfigError, DataError, ImageSetError, UntrustedWeightsError, CheckpointError, DamagedFileError,
+                  StaleResults, DeviceUnavailable, ShardError, SamplingDiverged, TrainingDiverged):
+        assert issubclass(error, UserError)
+
+        def fail(error=error):
+            raise error("what to change")
+
+        with pytest.raises(SystemExit) as stop:
+            run_stage(fail)
+        assert stop.value.code == 1 and capsys.readouterr().err == "error: what to change\n"
+    with pytest.raises(KeyError):
+        run_stage(lambda: {}["a bug"])

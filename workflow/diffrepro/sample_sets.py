@@ -7,6 +7,7 @@ same images, the same meta; only `seconds`, wall-clock time, is the shards' sum)
 """
 
 import json
+import zipfile
 
 import numpy as np
 
@@ -20,8 +21,10 @@ class ShardError(UserError, ValueError):
 
 
 def sample_set_meta(info: dict, spec: dict) -> dict:
-    """The meta of a sample set: draw_samples' info, the sample spec and its hash."""
-    return {**info, "spec": spec, "config_hash": config_hash(spec), "value_range": [0.0, 1.0]}
+    """The meta of a sample set: draw_samples' info but its wall-clock time (that goes to the job's
+    benchmark file), the sample spec and its hash: the same spec gives the same bytes."""
+    kept = {key: value for key, value in info.items() if key != "seconds"}
+    return {**kept, "spec": spec, "config_hash": config_hash(spec), "value_range": [0.0, 1.0]}
 
 
 def shard_meta(info: dict, spec: dict, shard: int, shards: int, batches: range, images: np.ndarray) -> dict:
@@ -33,9 +36,15 @@ def shard_meta(info: dict, spec: dict, shard: int, shards: int, batches: range, 
                       "images": len(images), "out_of_range_count": count}}
 
 
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # np.savez stamps each member with the clock; a fixed time keeps the bytes reproducible
+
+
 def write_sample_set(path, images: np.ndarray, meta: dict) -> None:
-    with atomic_path(path) as tmp:
-        np.savez(tmp, images=images, meta=json.dumps(meta))
+    """An npz (images, meta as JSON) that np.load reads, whose bytes depend only on its contents."""
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w") as archive:
+        for name, array in (("images", images), ("meta", np.asarray(json.dumps(meta)))):
+            with archive.open(zipfile.ZipInfo(f"{name}.npy", date_time=ZIP_TIME), "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=False)
 
 
 def read_sample_set(path) -> tuple:
@@ -70,7 +79,6 @@ def merge_shards(shards: list) -> tuple:
         raise ShardError(f"shards report different NFE {[meta['nfe'] for meta in metas]}")
     out_of_range = sum(meta["shard"]["out_of_range_count"] for meta in metas)
     # the keys and their order of draw_samples' info, so the merged meta is the unsharded one
-    info = {"nfe": first["nfe"], "seconds": sum(meta["seconds"] for meta in metas),
-            "out_of_range_fraction": out_of_range / images.size,
+    info = {"nfe": first["nfe"], "out_of_range_fraction": out_of_range / images.size,
             "non_finite": sum(meta["non_finite"] for meta in metas)}
     return images, sample_set_meta(info, spec)
