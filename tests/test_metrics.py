@@ -354,3 +354,38 @@ def test_a_planted_torch_fidelity_cache_file_is_deleted_unopened(extractor, real
     files[0].with_name(files[0].name + ".sha256").unlink()  # a file without a record is not read either
     with pytest.warns(UserWarning, match="deleted unopened"):
         assert score() == first
+
+
+def test_score_command_rates_user_images_as_the_evaluate_stage_rates_a_set(reference, extractor, real_images, tmp_path,
+                                                                             capsys):
+    """`python -m diffrepro score`: 28x28 uint8 images padded as the workflow pads them, or PNGs in a
+    folder, give the rows of the same images scored directly; a bad path is one line."""
+    from PIL import Image
+
+    from diffrepro.__main__ import main, score
+
+    results = tmp_path / "results"
+    (results / "classifier").mkdir(parents=True)
+    (results / "reference").mkdir()
+    (results / "classifier" / "classifier.pt").write_bytes(extractor.weights_path.read_bytes())
+    (results / "reference" / "fashion_mnist_test.npz").write_bytes(Path(reference).read_bytes())
+    pixels = quantize_to_uint8(real_images[1000:1300])[:, 0, 2:30, 2:30]  # back to Fashion-MNIST's 28x28 uint8
+    np.save(tmp_path / "mine.npy", pixels)
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for k, image in enumerate(pixels):
+        Image.fromarray(image).save(folder / f"{k:04d}.png")
+
+    assert main(["score", str(tmp_path / "mine.npy"), "--results", str(results), "--out", str(tmp_path / "a.csv")]) == 0
+    assert main(["score", str(folder), "--results", str(results), "--out", str(tmp_path / "b.csv")]) == 0
+    import pandas as pd
+    a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
+    direct = compute_metrics(real_images[1000:1300], reference, extractor, kid_subset_size=300, kid_subsets=50)
+    fid = {r["library"]: r["value"] for r in direct if r["metric"] == "fid"}
+    got = a[a["metric"] == "fid"].set_index("library")["value"]
+    assert got["clean-fid"] == pytest.approx(fid["clean-fid"]) and got["torch-fidelity"] == pytest.approx(fid["torch-fidelity"])
+    assert np.allclose(a["value"], b["value"]) and set(a["paper"]) == {"user"}
+    assert set(score(tmp_path / "mine.npy", results / "classifier" / "classifier.pt",
+                     results / "reference" / "fashion_mnist_test.npz")["metric"]) >= {"fid", "kid", "fid_ci_low"}
+    assert main(["score", str(tmp_path / "missing.npz"), "--results", str(results)]) == 1
+    assert capsys.readouterr().err.strip().endswith("missing.npz does not exist")

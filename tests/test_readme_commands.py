@@ -38,6 +38,7 @@ CHECKS = {
     "make gpu-check": ["make", "gpu-check", "ARGS=--tiny"],
     "make report": ["make", "-n", "report"],
     "snakemake --report reports/<scale>/report.html --config scale=<scale>": None,
+    ".venv/bin/python -m diffrepro score PATH": None,
     ".venv/bin/snakemake --profile workflow/profiles/slurm --config scale=paper": [
         ".venv/bin/snakemake", "--profile", "workflow/profiles/slurm", "-n", *PAPER],
 }
@@ -45,11 +46,14 @@ COVERED_ELSEWHERE = {
     # needs a finished run's results: the smoke end-to-end test builds the HTML report this way
     "snakemake --report reports/<scale>/report.html --config scale=<scale>":
         ("test_workflow_smoke.py", "test_report_and_html_report"),
+    # PATH stands for the user's images: scored from an .npy and a PNG folder against a built reference
+    ".venv/bin/python -m diffrepro score PATH":
+        ("test_metrics.py", "test_score_command_rates_user_images_as_the_evaluate_stage_rates_a_set"),
 }
 
 
 def readme_commands() -> set:
-    inline = re.findall(r"`((?:make|snakemake|\.venv/bin/snakemake)(?: [^`]*)?)`", README)
+    inline = re.findall(r"`((?:make|snakemake|\.venv/bin/\w+)(?: [^`]*)?)`", README)
     blocks = re.findall(r"```sh\n(.*?)```", README, re.S)
     in_blocks = [line.split("#")[0].strip() for block in blocks for line in block.splitlines()]
     return {c.strip() for c in inline + in_blocks if c.strip() and c.strip() != "make"}
