@@ -14,6 +14,10 @@ from snakemake.settings.types import DeploymentMethod  # noqa: E402
 configfile: "workflow/config.yaml"
 
 
+# a replication may name its own sampler as 'module:function' with the module beside its YAML
+_REPLICATIONS_DIR = str(Path(config.get("replications", "replications")).resolve())
+sys.path.insert(0, _REPLICATIONS_DIR)
+
 try:
     load_config(config, "config (workflow/config.yaml + --config/--configfile overrides)")
     PLAN = Plan(config, load_replications(config["replications"]))
@@ -25,7 +29,8 @@ except ConfigError as err:
 # environment's own. PYTHONPATH makes the package importable even without `pip install -e .`.
 _USES_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 _PATH = "" if _USES_CONDA else f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; "
-shell.prefix(_PATH + f"export PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'workflow'))}:$PYTHONPATH; ")
+_PYTHONPATH = f"{Path(workflow.basedir) / 'workflow'}:{_REPLICATIONS_DIR}"
+shell.prefix(_PATH + f"export PYTHONPATH={shlex.quote(_PYTHONPATH)}:$PYTHONPATH; ")
 
 SCALE = config["scale"]
 DATA = f"{config['results']}/data"

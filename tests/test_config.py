@@ -161,7 +161,7 @@ def test_schema_sampler_names_match_library():
 
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "replication.schema.yaml").read_text())
     d = schema["$defs"]
-    assert set(d["sampler"]["properties"]["name"]["enum"]) == set(SAMPLERS)
+    assert set(d["sampler"]["properties"]["name"]["anyOf"][0]["enum"]) == set(SAMPLERS)
     assert set(d["experiment"]["properties"]["schedule"]["properties"]["name"]["enum"]) == set(SCHEDULES)
     assert set(d["parameterisation"]["properties"]["name"]["enum"]) == set(PARAMETERISATIONS)
     assert set(d["loss"]["properties"]["name"]["enum"]) <= set(LOSSES)

@@ -183,4 +183,56 @@ NETWORK = Component(
                     f"{list(o['channels'])} has levels 0 to {len(o['channels']) - 1}")),
 )
 
+WORKFLOW_KEYWORDS = ("generator", "progress", "callback")  # what sampling passes itself, never a YAML option
+
+
+def import_path(name: str):
+    """The object `module:attribute` names (a user's sampler); ImportError or AttributeError if none."""
+    import importlib
+
+    module, attribute = name.split(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def _option_from_default(default) -> Option:
+    if isinstance(default, bool):
+        return flag(default)
+    if isinstance(default, int):
+        return integer(default)
+    if isinstance(default, float):
+        return number(default)
+    if isinstance(default, str):
+        return Option((str,), default)
+    return Option((bool, int, float, str, list), default)
+
+
+def user_sampler(name: str) -> tuple:
+    """(Component, None) declared by the signature of the sampler `module:function`, or (None, why not)."""
+    import inspect
+
+    try:
+        fn = import_path(name)
+    except (ImportError, AttributeError) as err:
+        return None, f"cannot import {name} ({err}); put the module in the replications folder or install it"
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return None, f"{name} is not a function"
+    positional = [p for p in params.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    if len(positional) < 3 or any(p.default is p.empty for p in positional[3:]):
+        return None, f"{name} must take (denoiser, x, sigmas) as its first three arguments"
+    missing = [k for k in ("generator", "progress") if k not in params and not takes_any]
+    if missing:
+        return None, f"{name} must accept the keyword argument(s) {', '.join(missing)} (use them or ignore them)"
+    options = {k: _option_from_default(p.default) for k, p in params.items()
+               if p.kind == p.KEYWORD_ONLY and k not in WORKFLOW_KEYWORDS and p.default is not p.empty}
+    return Component(options), None
+
+
+def sampler_component(name: str) -> tuple:
+    """(Component, None) of a library sampler or of a user's `module:function`, or (None, why not)."""
+    return (SAMPLERS[name], None) if name in SAMPLERS else user_sampler(name)
+
+
 CATALOG = {"schedule": SCHEDULES, "sampler": SAMPLERS, "loss": LOSSES, "parameterisation": PARAMETERISATIONS}

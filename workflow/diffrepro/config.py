@@ -230,7 +230,10 @@ def _check_components(exp: dict, where: str) -> None:
         if (schedule or {}).get("name") in catalog.DISCRETE_SCHEDULES else None
     for sampler in exp.get("samplers", []):
         at = f"{where}.samplers.{sampler['label']}"
-        _raise_first(catalog.SAMPLERS[sampler["name"]], sampler.get("options", {}), f"{at}.options")
+        component, why_not = catalog.sampler_component(sampler["name"])
+        if component is None:
+            raise ConfigError(f"{at}.name: {why_not}")
+        _raise_first(component, sampler.get("options", {}), f"{at}.options")
         grid = sampler.get("grid", {})
         if "sigma_min" in grid and "sigma_max" in grid and not grid["sigma_min"] < grid["sigma_max"]:
             raise ConfigError(f"{at}.grid: sigma_min ({grid['sigma_min']}) must be below sigma_max ({grid['sigma_max']})")

@@ -283,6 +283,16 @@ SAMPLERS = {
 }
 
 
+def sampler_function(name: str):
+    """The library's sampler of that name, or a user's `module:function` (validated when the
+    configuration is loaded: diffrepro.catalog.user_sampler)."""
+    if name in SAMPLERS:
+        return SAMPLERS[name]
+    from .catalog import import_path
+
+    return import_path(name)
+
+
 class CountedDenoiser:
     """``denoiser`` that counts its calls: a sampler's NFE is what it actually evaluated, whatever
     the sampler (no formula per sampler to forget or get wrong)."""

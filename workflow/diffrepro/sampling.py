@@ -16,7 +16,7 @@ from .datasets import dataset_of
 from .errors import UserError
 from .performance import (Performance, compile_module, configure_backends, in_autocast, place_batch, place_module,
                           resolve_device)
-from .samplers import SAMPLERS, CountedDenoiser
+from .samplers import CountedDenoiser, sampler_function
 from .scalings import get_scaling
 from .training import TrainingDiverged, weight_blowup
 
@@ -89,7 +89,7 @@ def draw_samples(model_file: dict, sample_spec: dict, progress=True, batches=Non
         size = min(bs, n - start)
         x = place_batch(torch.randn(size, channels, res, res, generator=g) * sigmas[0], performance, device)
         counted = CountedDenoiser(network)
-        x0 = SAMPLERS[sampler["name"]](counted, x, sigmas, generator=g, progress=progress, **options)
+        x0 = sampler_function(sampler["name"])(counted, x, sigmas, generator=g, progress=progress, **options)
         evaluations.add(counted.calls)
         if not out and not torch.isfinite(x0).all():  # the first batch: stop before drawing the rest
             raise SamplingDiverged(f"{int((~torch.isfinite(x0)).sum())} non-finite pixels in the first batch "
