@@ -14,8 +14,27 @@ from .scalings import get_scaling
 from .schedules import SCHEDULES, InputScaledSchedule, build_schedule, edm_sigmas
 
 
-def build_network(training_spec: dict) -> UNet:
-    """The UNet of a training spec; its image channels are its data set's (1 Fashion-MNIST, 3 CIFAR-10)."""
+class OwnNetwork(torch.nn.Module):
+    """A user's network (`network: {class: 'module:Class', kwargs}`) called as the denoisers call ours,
+    net(x, noise_input); an output object with a .sample tensor (diffusers' models) is unwrapped."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x, t):
+        out = self.module(x, t)
+        return out.sample if hasattr(out, "sample") else out
+
+
+def build_network(training_spec: dict) -> torch.nn.Module:
+    """The network of a training spec: our UNet, its image channels those of its data set (1
+    Fashion-MNIST, 3 CIFAR-10), or the user's own class built with its kwargs."""
+    if "class" in training_spec["unet"]:
+        from .catalog import import_path
+
+        own = training_spec["unet"]
+        return OwnNetwork(import_path(own["class"])(**own.get("kwargs", {})))
     cfg = dict(training_spec["unet"])
     cfg["channels"] = tuple(cfg["channels"])
     cfg["attention_levels"] = tuple(cfg.get("attention_levels", ()))

@@ -230,6 +230,24 @@ def user_sampler(name: str) -> tuple:
     return Component(options), None
 
 
+def own_network_problem(network: dict) -> str | None:
+    """Why {class: 'module:Class', kwargs} cannot be built, or None (imports the class: torch and all)."""
+    import inspect
+
+    try:
+        cls = import_path(network["class"])
+    except (ImportError, AttributeError) as err:
+        return f"cannot import {network['class']} ({err}); install its package or put the module in the replications folder"
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return f"{network['class']} is not a class that can be called with keyword arguments"
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return None
+    unknown = sorted(set(network.get("kwargs", {})) - set(params))
+    return f"{network['class']} takes no argument(s) {', '.join(unknown)}" if unknown else None
+
+
 def sampler_component(name: str) -> tuple:
     """(Component, None) of a library sampler or of a user's `module:function`, or (None, why not)."""
     return (SAMPLERS[name], None) if name in SAMPLERS else user_sampler(name)

@@ -222,6 +222,11 @@ def _check_components(exp: dict, where: str) -> None:
                 _raise_first(table[value["name"]], {k: v for k, v in value.items() if k != "name"},
                              f"{where}.{kind}{suffix}")
     for suffix, value in _per_scale_values(exp.get("network", {})):
+        if "class" in value:
+            why_not = catalog.own_network_problem(value)
+            if why_not:
+                raise ConfigError(f"{where}.network{suffix}: {why_not}")
+            continue
         for key, given in value.items():  # unknown keys: the schema; rules over the whole UNet: Plan
             why = catalog.NETWORK.options[key].problem(given) if key in catalog.NETWORK.options else None
             if why:
@@ -406,8 +411,9 @@ class Plan:
     def _check_networks(self) -> None:
         """Each trained network's UNet at this scale (the scale's settings with the experiment's overrides)."""
         for t in self.trainings():
-            unet = {**self.scale_cfg["unet"], **at_scale(self.experiment(t["paper"], t["experiment"]).get("network", {}),
-                                                         self.scale, {})}
+            unet = self.network_settings(t["paper"], t["experiment"])
+            if "class" in unet:  # a user's own network: checked when the replication was loaded
+                continue
             for _, problem in catalog.NETWORK.problems(unet):
                 raise ConfigError(f"{t['paper']}/{t['experiment']} at scale {self.scale}: network (scales.{self.scale}.unet "
                                   f"with the experiment's network overrides): {problem}")
@@ -508,13 +514,19 @@ class Plan:
             "paper": paper, "experiment": experiment, "input_scaling": scaling,
             "resolution": exp.get("resolution", sc["resolution"]), "train_limit": sc["train_limit"],
             "schedule": exp["schedule"], "parameterisation": at_scale(exp["parameterisation"], scale),
-            "loss": at_scale(exp["loss"], scale), "unet": {**sc["unet"], **at_scale(exp.get("network", {}), scale, {})},
+            "loss": at_scale(exp["loss"], scale), "unet": self.network_settings(paper, experiment),
             "train": train,
         }
         dataset = self.dataset(paper, experiment)
         if dataset != DEFAULT_DATASET:  # absent for Fashion-MNIST: those specs and hashes stay as they were
             spec["dataset"] = dataset
         return copy.deepcopy({**spec, **self._performance_entry()})
+
+    def network_settings(self, paper: str, experiment: str) -> dict:
+        """The scale's UNet settings with the experiment's overrides, or the experiment's own network
+        ({class, kwargs}) as it gave it."""
+        own = at_scale(self.experiment(paper, experiment).get("network", {}), self.scale, {})
+        return dict(own) if "class" in own else {**self.scale_cfg["unet"], **own}
 
     def _performance_entry(self) -> dict:
         performance = self.performance()

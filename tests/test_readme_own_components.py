@@ -1,5 +1,6 @@
-"""The README's "Adding a sampler" example, verbatim: a user's `module:function` sampler is checked
-before any job (import, signature, options) and runs in the DAG like the library's own."""
+"""The README's "Adding a sampler" and "Bringing your own network" examples, verbatim: a user's
+`module:function` sampler and `module:Class` network are checked before any job (import, signature,
+options) and run in the DAG like the library's own."""
 
 import math
 import re
@@ -11,7 +12,9 @@ import pytest
 
 from conftest import ROOT, copy_project
 
-SECTION = (ROOT / "README.md").read_text().split("## Adding a sampler", 1)[1].split("\n## ", 1)[0]
+README = (ROOT / "README.md").read_text()
+SECTION = README.split("## Adding a sampler", 1)[1].split("\n## ", 1)[0]
+NETWORK_BLOCK = re.search(r"```yaml\n(.*?)```", README.split("## Bringing your own network", 1)[1], re.S).group(1)
 MODULE = re.search(r"```python\n(.*?)```", SECTION, re.S).group(1)
 SAMPLERS_BLOCK = re.search(r"```yaml\n(.*?)```", SECTION, re.S).group(1)
 REPLICATION = """paper: my_paper
@@ -67,3 +70,31 @@ def test_the_example_sampler_draws_and_scores_a_set_at_smoke_scale(project):
     fid = rows[(rows["metric"] == "fid") & (rows["library"] == "clean-fid")]["value"].item()
     # 3 midpoint steps on the EDM grid: 2 evaluations a step but the last, counted, not declared
     assert math.isfinite(fid) and set(rows["nfe"]) == {5}
+
+
+NETWORK_SET = "results/smoke/metrics/my_paper/diffusers_unet/symmetric/heun/3/seed0.csv"
+
+
+def write_network_example(project, block=NETWORK_BLOCK):
+    head = REPLICATION.split("  on_edm:")[0]
+    (project / "replications" / "my_paper.yaml").write_text(head + block)
+
+
+def test_the_example_network_is_planned_and_a_bad_argument_is_one_line(project):
+    write_network_example(project)
+    run = snakemake(project, "-n")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "my_paper/diffusers_unet/symmetric" in run.stdout
+    write_network_example(project, NETWORK_BLOCK.replace("layers_per_block", "layers_per_blok"))
+    run = snakemake(project, "-n")
+    says = "my_paper.yaml: experiments.diffusers_unet.network: diffusers:UNet2DModel takes no argument(s) layers_per_blok"
+    assert run.returncode != 0 and says in run.stderr and "Traceback" not in run.stderr, run.stderr[-3000:]
+
+
+def test_the_example_network_trains_samples_and_scores_at_smoke_scale(project):
+    write_network_example(project)
+    run = snakemake(project, NETWORK_SET)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = pd.read_csv(project / NETWORK_SET)
+    fid = rows[(rows["metric"] == "fid") & (rows["library"] == "clean-fid")]["value"].item()
+    assert math.isfinite(fid) and set(rows["nfe"]) == {5}  # Heun, 3 steps: 2 evaluations a step but the last
