@@ -48,7 +48,6 @@ figures say nothing about any machine.
 """
 
 import argparse
-import copy
 import csv
 import json
 import os

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from conftest import ROOT, copy_project, stage_paper_inputs
+from conftest import ROOT, stage_paper_inputs
 
 from diffrepro.build import build_model, build_network
 from diffrepro.config import ConfigError, Plan, at_scale, load_config, load_replications

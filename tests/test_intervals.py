@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from cleanfid.fid import frechet_distance
 
-from diffrepro.intervals import Reference, basic_interval, bootstrap_values, fid, frechet_distances
+from diffrepro.intervals import Reference, basic_interval, bootstrap_values, fid
 
 D, N = 4, 200
 REF = Reference.of(np.zeros(D), np.eye(D))

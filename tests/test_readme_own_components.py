@@ -10,7 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
-from conftest import ROOT, copy_project
+from conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
 SECTION = README.split("## Adding a sampler", 1)[1].split("\n## ", 1)[0]

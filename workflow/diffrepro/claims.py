@@ -355,7 +355,7 @@ def needed(effect: float, low: float, high: float, side: tuple) -> str:
     if not half > 0:
         return ""
     factor = (half / distance) ** 2 if distance > 0 else math.inf
-    return f"> 100×" if factor > 100 else f"≈ {max(factor, 1.0):.2g}×"
+    return "> 100×" if factor > 100 else f"≈ {max(factor, 1.0):.2g}×"
 
 
 @dataclass

@@ -9,13 +9,16 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from .io import atomic_path  # noqa: E402
+
 PLOT_LIBRARY = "clean-fid"  # both libraries agree to ~1e-12 (the agreement table shows it); plot one
 PLOT_EXTRACTOR = "fmnist-classifier"
 DPI = 110
 
 
 def save(figure, path) -> None:
-    figure.savefig(path, dpi=DPI, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=DPI, bbox_inches="tight")
     plt.close(figure)
 
 

@@ -38,7 +38,7 @@ from diffrepro.features import (
     quantize_to_uint8,
 )
 from diffrepro.inception_weights import sha256
-from diffrepro.io import REBUILD, DamagedFileError, reading
+from diffrepro.io import REBUILD, DamagedFileError, atomic_path, reading
 
 LIBRARIES = ("torch-fidelity", "clean-fid")
 KID_SUBSETS = 100
@@ -92,8 +92,7 @@ def write_reference(images: np.ndarray, extractor: Extractor, path, *, batch_siz
                                          device=device)
         clean_fid = dict(zip(("clean_fid_mu", "clean_fid_sigma"), gaussian_statistics(own)), clean_fid_features=own)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:  # a file object, so numpy does not append ".npz" to the name
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: numpy appends no ".npz" to the name
         np.savez_compressed(
             f,
             pixels=pixels,

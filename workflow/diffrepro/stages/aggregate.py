@@ -5,6 +5,7 @@ import json
 
 import pandas as pd
 
+from ..io import atomic_path
 from ..metrics_table import COLUMNS, StaleResults, check_single_config
 from . import run_stage
 
@@ -42,7 +43,8 @@ def main(argv=None):
     if missing:
         raise SystemExit(f"error: metric files lack columns {missing}")
     check_single_config(table)
-    table[COLUMNS].sort_values(COLUMNS[:8]).to_csv(args.out, index=False)
+    with atomic_path(args.out) as tmp:
+        table[COLUMNS].sort_values(COLUMNS[:8]).to_csv(tmp, index=False)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import pandas as pd
 from .. import figures
 from ..config import load_replications
 from ..features import INCEPTION, available_extractors
+from ..io import atomic_path
 from ..metrics_table import check_matches_plan
 from ..reporting import (EFFECT_SENTENCE, REAL, claims_details, claims_front, deviations_markdown, git_revision,
                          library_agreement, machine, markdown, metric_table, model_rows, paper_table, reference_rows)
@@ -65,7 +66,8 @@ class Report:
         return self.out / "figures" / name
 
     def table(self, df: pd.DataFrame, name: str) -> None:
-        df.to_csv(self.out / "tables" / name, index=False)
+        with atomic_path(self.out / "tables" / name) as tmp:
+            df.to_csv(tmp, index=False)
 
     @staticmethod
     def image(name: str, alt: str) -> str:
@@ -330,7 +332,8 @@ compare against, not a target for Fashion-MNIST at this scale.
 
 {markdown(reference_rows(references))}
 """
-    (out / "README.md").write_text(text)
+    with atomic_path(out / "README.md") as tmp:
+        tmp.write_text(text)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,11 @@
 
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
 from ..data import load_split
+from ..io import atomic_path
 from ..models.classifier import save_classifier, train_classifier
 from . import parse_stage_args, run_stage, stage_parser
 
@@ -39,7 +39,8 @@ def main(argv=None):
     meta = {"test_accuracy": accuracy, "train_seconds": seconds, "resolution": args.resolution,
             "n_train": int(len(train_x)), "feature_dim": int(model.feature_dim), **cfg}
     save_classifier(model, args.out, meta)
-    Path(args.metrics).write_text(json.dumps(meta, indent=2))
+    with atomic_path(args.metrics) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2))
 
 
 if __name__ == "__main__":
