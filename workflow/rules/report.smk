@@ -7,7 +7,6 @@ rule aggregate_metrics:
         # rows of a sample set scored under an older configuration (e.g. kept by --rerun-triggers mtime)
         # are refused: each network's current config hash
         expected=lambda w: json.dumps(PLAN.network_hashes(), sort_keys=True, separators=(",", ":")),
-        figures=json.dumps(plugin_figures(), sort_keys=True),
     conda:
         "../../envs/environment.yaml"
     log:
@@ -41,6 +40,7 @@ rule report:
         inception=config.get("inception_weights") or "",
         command=f"snakemake --cores all --config scale={SCALE}",
         training=json.dumps(PLAN.training_summary(), sort_keys=True),
+        figures=json.dumps(plugin_figures(), sort_keys=True),
         expected=lambda w: json.dumps(PLAN.network_hashes(), sort_keys=True, separators=(",", ":")),
         out_dir=lambda w, output: str(Path(output.readme).parent),
     conda:
