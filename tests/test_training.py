@@ -90,7 +90,7 @@ def test_ema_decay_is_the_half_life_in_images_and_ramps_up_with_images_seen():
 
 
 def test_ramp_up_leaves_no_trace_of_the_initial_weights():
-    """Share of the initial weights in the average after the quick scale's 500 steps of 64 images
+    """Share of the initial weights in the average after 500 steps of 64 images
     with a 5,000-image half-life: prod of the decays. 0.5^(32000/5000) = 1.2% without the ramp-up."""
     from diffrepro.training import ema_decay
     without = math.prod(ema_decay(64, 5000) for _ in range(500))

@@ -248,9 +248,16 @@ def own_network_problem(network: dict) -> str | None:
     return f"{network['class']} takes no argument(s) {', '.join(unknown)}" if unknown else None
 
 
+USER_SAMPLER = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*")
+
+
 def sampler_component(name: str) -> tuple:
     """(Component, None) of a library sampler or of a user's `module:function`, or (None, why not)."""
-    return (SAMPLERS[name], None) if name in SAMPLERS else user_sampler(name)
+    if name in SAMPLERS:
+        return SAMPLERS[name], None
+    if not USER_SAMPLER.fullmatch(name):
+        return None, f"unknown sampler {name!r} (allowed: {', '.join(SAMPLERS)}, or your own as 'module:function')"
+    return user_sampler(name)
 
 
 CATALOG = {"schedule": SCHEDULES, "sampler": SAMPLERS, "loss": LOSSES, "parameterisation": PARAMETERISATIONS}
