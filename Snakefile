@@ -8,6 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from diffrepro.config import ConfigError, Plan, load_config, load_replications  # noqa: E402
 from diffrepro.leftovers import remove_empty_folders  # noqa: E402
+from diffrepro.plugins import PluginRegistry  # noqa: E402
 from snakemake.settings.types import DeploymentMethod  # noqa: E402
 
 
@@ -47,25 +48,9 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-# The one registry of what a paper's own rule file (replications/<paper>.smk) adds to the core DAG:
-# metrics files that join metrics.csv, and figures the report draws in that paper's section, each
-# {"name", "input": a file its rules write, "draw": "module:function(input, png, title)", "caption"}.
-PLUGINS = {}
-
-
-def register_plugin(paper, metrics=(), figures=()):
-    entry = PLUGINS.setdefault(paper, {"metrics": [], "figures": []})
-    entry["metrics"].extend(metrics)
-    entry["figures"].extend(figures)
-
-
-def plugin_metrics():
-    return [path for entry in PLUGINS.values() for path in entry["metrics"]]
-
-
-def plugin_figures():
-    return [{"paper": paper, **f} for paper, entry in sorted(PLUGINS.items()) for f in entry["figures"]]
-
+# what a paper's own rule file adds (metrics files, report figures): register_plugin(paper, ...)
+PLUGINS = PluginRegistry()
+register_plugin = PLUGINS.register
 
 
 include: "workflow/rules/data.smk"

@@ -1,6 +1,6 @@
 rule aggregate_metrics:
     input:
-        PLAN.metric_files(RES) + plugin_metrics(),
+        PLAN.metric_files(RES) + PLUGINS.metrics(),
     output:
         f"{RES}/metrics.csv",
     params:
@@ -22,7 +22,7 @@ rule report:
         claims=f"{RES}/claims.csv",
         losses=[path.removesuffix("model.pt") + "loss.csv" for path in PLAN.model_files(RES)],
         learning_curves=PLAN.learning_curve_files(RES),
-        plugin_figures=[f["input"] for f in plugin_figures()],
+        plugin_figures=[f["input"] for f in PLUGINS.figures()],
     output:
         readme=f"{REPORT}/README.md",
         # the HTML report files everything by paper: a paper's table is <paper>.csv, the others span papers
@@ -40,7 +40,7 @@ rule report:
         inception=config.get("inception_weights") or "",
         command=f"snakemake --cores all --config scale={SCALE}",
         training=json.dumps(PLAN.training_summary(), sort_keys=True),
-        figures=json.dumps(plugin_figures(), sort_keys=True),
+        figures=json.dumps(PLUGINS.figures(), sort_keys=True),
         expected=lambda w: json.dumps(PLAN.network_hashes(), sort_keys=True, separators=(",", ":")),
         out_dir=lambda w, output: str(Path(output.readme).parent),
     conda:

@@ -95,7 +95,7 @@ def sample_grids(report: Report, rows: pd.DataFrame, samples_dir: Path, paper: s
 def factor_rows(fid: pd.DataFrame, paper: str, rep: dict) -> tuple[pd.DataFrame, list]:
     """(the paper's sweep rows with each sweep axis as a column, at each experiment's largest step
     count; the axis names)."""
-    swept = {name: exp["factors"] for name, exp in rep["experiments"].items() if exp.get("factors")}
+    swept = {name: exp["factors"] for name, exp in rep.get("experiments", {}).items() if exp.get("factors")}
     rows = fid[(fid["paper"] == paper) & fid["experiment"].isin(swept)]
     if rows.empty:
         return rows, []
