@@ -65,14 +65,19 @@ def test_a_misspelt_sampler_is_one_line_before_any_job(project, change, says):
     assert "Traceback" not in run.out
 
 
+def drawn_and_scored(project, target) -> tuple:
+    """(clean-fid FID, the NFE values) of the sample set whose metrics file `target` Snakemake builds."""
+    run = snakemake(project, target)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = pd.read_csv(project / target)
+    return rows[(rows["metric"] == "fid") & (rows["library"] == "clean-fid")]["value"].item(), set(rows["nfe"])
+
+
 def test_the_example_sampler_draws_and_scores_a_set_at_smoke_scale(project):
     write_example(project)
-    run = snakemake(project, SET)
-    assert run.returncode == 0, run.stderr[-3000:]
-    rows = pd.read_csv(project / SET)
-    fid = rows[(rows["metric"] == "fid") & (rows["library"] == "clean-fid")]["value"].item()
+    fid, nfe = drawn_and_scored(project, SET)
     # 3 midpoint steps on the EDM grid: 2 evaluations a step but the last, counted, not declared
-    assert math.isfinite(fid) and set(rows["nfe"]) == {5}
+    assert math.isfinite(fid) and nfe == {5}
 
 
 NETWORK_SET = "results/smoke/metrics/my_paper/diffusers_unet/symmetric/heun/3/seed0.csv"
@@ -96,8 +101,5 @@ def test_the_example_network_is_planned_and_a_bad_argument_is_one_line(project):
 
 def test_the_example_network_trains_samples_and_scores_at_smoke_scale(project):
     write_network_example(project)
-    run = snakemake(project, NETWORK_SET)
-    assert run.returncode == 0, run.stderr[-3000:]
-    rows = pd.read_csv(project / NETWORK_SET)
-    fid = rows[(rows["metric"] == "fid") & (rows["library"] == "clean-fid")]["value"].item()
-    assert math.isfinite(fid) and set(rows["nfe"]) == {5}  # Heun, 3 steps: 2 evaluations a step but the last
+    fid, nfe = drawn_and_scored(project, NETWORK_SET)
+    assert math.isfinite(fid) and nfe == {5}  # Heun, 3 steps: 2 evaluations a step but the last
