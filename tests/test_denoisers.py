@@ -13,20 +13,19 @@ import pytest
 import torch
 
 from diffrepro.denoisers import (
+    C_NOISE,
     PARAMETERISATIONS,
-    ContinuousVP,
+    PRECONDITIONING,
     DiscreteVP,
-    EDMPrecond,
     EpsLearnedVariance,
     InputScaled,
     MeanPrediction,
     NoiseLevelPredictor,
+    Preconditioned,
     SohlDickstein,
-    TFree,
     build_denoiser,
-    edm_c_noise,
-    edm_coefficients,
     nearest_level,
+    preconditioning,
 )
 from diffrepro.schedules import SCHEDULES, DiscreteSchedule, EDMSchedule
 
@@ -100,7 +99,7 @@ def test_discrete_vp_with_oracle_is_exact_denoiser(prediction, gen):
 def test_continuous_vp_with_oracle_is_exact_denoiser(prediction, gen):
     schedule = SCHEDULES["course_cosine"]()
     # the course's cosine: abar(t) = cos(t pi / 2)^2
-    d = ContinuousVP(vp_oracle(lambda t: torch.cos(t * math.pi / 2) ** 2, prediction), schedule.t_from_sigma, prediction)
+    d = Preconditioned(vp_oracle(lambda t: torch.cos(t * math.pi / 2) ** 2, prediction), prediction, schedule.t_from_sigma)
     sigma = torch.tensor([1e-3, 0.1, 1.0, 7.0, 80.0], dtype=F64)
     x = torch.randn(5, 2, 3, generator=gen, dtype=F64)
     torch.testing.assert_close(d(x, sigma), exact_denoiser(x, sigma), rtol=1e-9, atol=1e-9)
@@ -109,7 +108,7 @@ def test_continuous_vp_with_oracle_is_exact_denoiser(prediction, gen):
 def test_continuous_vp_with_bisection_schedule(gen):
     schedule = SCHEDULES["chen_sigmoid"](start=-3, end=3, tau=1.1)
     abar_fn = schedule.alpha_bar_fn
-    d = ContinuousVP(vp_oracle(abar_fn, "eps"), schedule.t_from_sigma, "eps")
+    d = Preconditioned(vp_oracle(abar_fn, "eps"), "eps", schedule.t_from_sigma)
     sigma = torch.tensor([0.05, 0.5, 3.0], dtype=F64)
     x = torch.randn(3, 8, generator=gen, dtype=F64)
     torch.testing.assert_close(d(x, sigma), exact_denoiser(x, sigma), rtol=1e-9, atol=1e-9)
@@ -156,17 +155,46 @@ def test_nearest_level_is_nearest_in_log_sigma_and_agrees_with_schedule(gen):
 # ------------------------------------------------------------------ EDM
 
 
+def edm(net, sigma_data=0.5, c_noise="log"):
+    return Preconditioned(net, "edm", C_NOISE[c_noise], sigma_data=sigma_data)
+
+
 def test_edm_coefficients_at_hand_points():
     sd = 0.5
-    c_skip, c_out, c_in = edm_coefficients(torch.tensor([sd, 0.0, 1e6], dtype=F64), sd)
+    sigma = torch.tensor([sd, 0.0, 1e6], dtype=F64)
+    c_skip, c_out, c_in = PRECONDITIONING["edm"](sigma, sd)
     torch.testing.assert_close(c_skip, torch.tensor([0.5, 1.0, sd**2 / (1e12 + sd**2)], dtype=F64))
     torch.testing.assert_close(c_out, torch.tensor([sd / math.sqrt(2), 0.0, 1e6 * sd / math.sqrt(1e12 + sd**2)], dtype=F64))
     torch.testing.assert_close(c_in, torch.tensor([1 / (sd * math.sqrt(2)), 1 / sd, 1 / math.sqrt(1e12 + sd**2)], dtype=F64))
     sigma = torch.tensor([math.exp(4.0), 2.0], dtype=F64)
-    torch.testing.assert_close(edm_c_noise(sigma, "log"), torch.tensor([1.0, math.log(2) / 4], dtype=F64))
-    torch.testing.assert_close(edm_c_noise(sigma, "sigma"), sigma)
+    torch.testing.assert_close(C_NOISE["log"](sigma), torch.tensor([1.0, math.log(2) / 4], dtype=F64))
+    torch.testing.assert_close(C_NOISE["sigma"](sigma), sigma)
     with pytest.raises(ValueError, match="c_noise"):
-        EDMPrecond(Spy(), 0.5, c_noise="sqrt")
+        build_denoiser(Spy(), {"name": "edm", "c_noise": "sqrt"})
+
+
+def test_vp_rows_at_hand_points():
+    # sigma = 1: abar = 1/2, c_in = 1/sqrt(2); sigma = 0: the network sees x itself
+    sigma = torch.tensor([1.0, 0.0], dtype=F64)
+    half, r = torch.tensor([1 / math.sqrt(2), 1.0], dtype=F64), torch.tensor([0.5, 1.0], dtype=F64)
+    rows = {"eps": (torch.ones(2, dtype=F64), -sigma, half), "x0": (torch.zeros(2, dtype=F64), torch.ones(2, dtype=F64), half),
+            "v": (r, -sigma * half, half)}
+    for name, expected in rows.items():
+        for got, want in zip(PRECONDITIONING[name](sigma, 1.0), expected):
+            torch.testing.assert_close(got, want)
+
+
+def test_v_row_is_the_edm_row_at_unit_data_std_with_the_output_negated(gen):
+    sigma = (torch.randn(50, generator=gen, dtype=F64) * 2).exp()
+    (vs, vo, vi), (es, eo, ei) = PRECONDITIONING["v"](sigma, 1.0), PRECONDITIONING["edm"](sigma, 1.0)
+    torch.testing.assert_close(vs, es)
+    torch.testing.assert_close(vo, -eo)
+    torch.testing.assert_close(vi, ei)
+
+
+def test_unknown_row_names_the_allowed_ones():
+    with pytest.raises(ValueError, match="eps.*x0.*v.*edm"):
+        preconditioning("score", torch.ones(1), torch.ones(1, 2))
 
 
 @pytest.mark.parametrize("sigma", [0.01, 0.5, 2.0, 80.0])
@@ -176,7 +204,7 @@ def test_edm_network_input_has_unit_variance(sigma, gen):
     x0 = (torch.rand(n, 1, generator=gen, dtype=F64) * 2 - 1) * math.sqrt(3) * sd
     x = x0 + sigma * torch.randn(n, 1, generator=gen, dtype=F64)
     spy = Spy()
-    EDMPrecond(spy, sd)(x, torch.full((n,), sigma, dtype=F64))
+    edm(spy, sd)(x, torch.full((n,), sigma, dtype=F64))
     y2 = spy.calls[0][0].square()
     se = y2.std() / math.sqrt(n)
     assert abs(y2.mean().item() - 1) < 5 * se.item()
@@ -195,7 +223,7 @@ def test_edm_with_oracle_network_is_exact_denoiser(kind, gen):
 
     sigma = torch.tensor([0.002, 0.3, 5.0, 80.0], dtype=F64)
     x = torch.randn(4, 3, generator=gen, dtype=F64) * 2
-    torch.testing.assert_close(EDMPrecond(oracle_f, sd, kind)(x, sigma), exact_denoiser(x, sigma), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(edm(oracle_f, sd, kind)(x, sigma), exact_denoiser(x, sigma), rtol=1e-9, atol=1e-9)
 
 
 # ------------------------------------------------------------------ Chen 2023: normalisation and input scale
@@ -209,7 +237,7 @@ def test_normalisation_gives_unit_std_network_input(discrete, gen):
         d = DiscreteVP(spy, ab, "eps", normalise=True)
         sigma = grid_sigmas(ab)[torch.tensor([3, 40, 90])]
     else:
-        d = ContinuousVP(spy, SCHEDULES["course_cosine"]().t_from_sigma, "eps", normalise=True)
+        d = Preconditioned(spy, "eps", SCHEDULES["course_cosine"]().t_from_sigma, normalise=True)
         sigma = torch.tensor([0.05, 1.0, 20.0], dtype=F64)
     x0 = torch.rand(3, 1, 6, 6, generator=gen, dtype=F64) * 2 - 1
     x = x0 + column(sigma, x0) * torch.randn(x0.shape, generator=gen, dtype=F64)
@@ -226,8 +254,8 @@ def test_normalisation_gives_unit_std_network_input(discrete, gen):
 def test_input_scaling_round_trips_to_unit_space_denoiser(b, gen):
     # the inner model is exact for the b-scaled data b * x0 ~ N(b MU, (b S)^2)
     schedule = SCHEDULES["course_cosine"]()
-    inner = ContinuousVP(vp_oracle(lambda t: torch.cos(t * math.pi / 2) ** 2, "eps", mu=b * MU, s=b * S),
-                         schedule.t_from_sigma, "eps")
+    inner = Preconditioned(vp_oracle(lambda t: torch.cos(t * math.pi / 2) ** 2, "eps", mu=b * MU, s=b * S),
+                           "eps", schedule.t_from_sigma)
     d = InputScaled(inner, b)
     sigma = torch.tensor([0.01, 0.4, 3.0, 30.0], dtype=F64)  # unit-space sigmas
     x = torch.randn(4, 5, generator=gen, dtype=F64)
@@ -243,7 +271,7 @@ def test_tfree_net_never_sees_the_noise_level(gen):
     spy = Spy(lambda x, t: torch.full_like(x, 0.25))
     x = torch.randn(3, 4, generator=gen, dtype=F64)
     sigma = torch.tensor([0.1, 1.0, 10.0], dtype=F64)
-    out = TFree(spy)(x, sigma)
+    out = build_denoiser(spy, {"name": "tfree"}, SCHEDULES["course_cosine"]())(x, sigma)
     net_in, t = spy.calls[0]
     assert torch.equal(t, torch.zeros(3, dtype=F64))
     torch.testing.assert_close(net_in, x / column((1 + sigma**2).sqrt(), x))
@@ -354,10 +382,10 @@ def test_build_denoiser_maps_names_to_wrappers():
     cases = [
         ({"name": "eps"}, discrete, DiscreteVP),
         ({"name": "v", "variance": "small"}, discrete, DiscreteVP),
-        ({"name": "x0"}, continuous, ContinuousVP),
-        ({"name": "edm", "sigma_data": 0.66, "c_noise": "sigma"}, EDMSchedule(), EDMPrecond),
+        ({"name": "x0"}, continuous, Preconditioned),
+        ({"name": "edm", "sigma_data": 0.66, "c_noise": "sigma"}, EDMSchedule(), Preconditioned),
         ({"name": "eps", "input_scale": 0.5, "normalise": True}, continuous, InputScaled),
-        ({"name": "tfree"}, continuous, TFree),
+        ({"name": "tfree"}, continuous, Preconditioned),
         ({"name": "sohl_dickstein"}, discrete, SohlDickstein),
         ({"name": "mu"}, discrete, MeanPrediction),
         ({"name": "eps_learned_variance"}, discrete, EpsLearnedVariance),
@@ -369,7 +397,7 @@ def test_build_denoiser_maps_names_to_wrappers():
     v = build_denoiser(net, {"name": "v", "variance": "small"}, discrete)
     assert (v.prediction, v.variance) == ("v", "small")
     edm = build_denoiser(net, {"name": "edm", "sigma_data": 0.66, "c_noise": "sigma"}, None)
-    assert (edm.sigma_data, edm.c_noise) == (0.66, "sigma")
+    assert (edm.row, edm.sigma_data, edm.c_noise) == ("edm", 0.66, C_NOISE["sigma"])
     scaled = build_denoiser(net, {"name": "eps", "input_scale": 0.5, "normalise": True}, continuous)
     assert scaled.input_scale == 0.5 and scaled.inner.normalise
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from diffrepro.denoisers import ContinuousVP, DiscreteVP, EDMPrecond, EpsLearnedVariance, InputScaled, NoiseLevelPredictor
+from diffrepro.denoisers import C_NOISE, DiscreteVP, EpsLearnedVariance, InputScaled, NoiseLevelPredictor, Preconditioned
 from diffrepro.losses import (
     LOSSES,
     bits_per_dim_bound,
@@ -84,7 +84,7 @@ def test_edm_loss_is_unit_weighted_mse_on_the_network_output(gen):
     total = column(sigma**2 + sd**2, x)
     c_skip, c_out, c_in = sd**2 / total, column(sigma, x) * sd / total.sqrt(), 1 / total.sqrt()
     direct = ((f(c_in * x, sigma.log() / 4) - (x0 - c_skip * x) / c_out) ** 2).mean()
-    torch.testing.assert_close(LOSSES["edm"](EDMPrecond(f, sd), x0, sigma, noise, sigma_data=sd), direct, rtol=1e-10, atol=0)
+    torch.testing.assert_close(LOSSES["edm"](Preconditioned(f, "edm", C_NOISE["log"], sigma_data=sd), x0, sigma, noise, sigma_data=sd), direct, rtol=1e-10, atol=0)
 
 
 def test_eps_loss_is_unchanged_by_input_scaling(gen):
@@ -98,7 +98,7 @@ def test_eps_loss_is_unchanged_by_input_scaling(gen):
     noise = torch.randn(x0.shape, generator=gen, dtype=F64)
     x_t = column(g.sqrt(), x0) * b * x0 + column((1 - g).sqrt(), x0) * noise
     direct = ((some_net(x_t, t) - noise) ** 2).mean()
-    d = InputScaled(ContinuousVP(some_net, schedule.t_from_sigma, "eps"), b)
+    d = InputScaled(Preconditioned(some_net, "eps", schedule.t_from_sigma), b)
     sigma_b = ((1 - g) / g).sqrt()
     torch.testing.assert_close(LOSSES["simple"](d, x0, sigma_b / b, noise), direct, rtol=1e-8, atol=0)
 
@@ -277,4 +277,4 @@ def test_hybrid_gives_the_mean_no_vlb_gradient(gen):
 
 def test_vlb_needs_a_discrete_chain(gen):
     with pytest.raises(TypeError, match="discrete-chain"):
-        LOSSES["vlb"](EDMPrecond(lambda y, c: y), torch.zeros(2, 3), torch.ones(2), torch.zeros(2, 3))
+        LOSSES["vlb"](Preconditioned(lambda y, c: y, "edm", C_NOISE["log"], sigma_data=0.5), torch.zeros(2, 3), torch.ones(2), torch.zeros(2, 3))

@@ -2,8 +2,9 @@
 
 Every wrapper is an nn.Module whose forward takes x in the sigma-frame (x = x0 + sigma * eps,
 shape [B, ...]) and sigma (shape [B], or a scalar broadcast over the batch) and returns x0_hat.
-VP networks see x_vp = x * vp_scale(sigma) = x / sqrt(1 + sigma^2), i.e. sqrt(abar) x0 +
-sqrt(1 - abar) eps, and predict eps, x0 or v.
+VP networks see x_vp = x * sqrt_alpha_bar(sigma) = x / sqrt(1 + sigma^2), i.e. sqrt(abar) x0 +
+sqrt(1 - abar) eps, and predict eps, x0 or v. Every parameterisation is a row of one table of
+(c_skip, c_out, c_in, c_noise) as in EDM's Table 1 (PRECONDITIONING, C_NOISE below).
 
 Time input given to VP networks:
 - discrete chains (DDPM, DDIM, Sohl-Dickstein, iDDPM): the index i in 0..T-1 of the nearest
@@ -24,14 +25,14 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .noise import sigma_from_alpha_bar, vp_scale
+from .noise import alpha_bar_from_sigma, sigma_from_alpha_bar, sqrt_alpha_bar
 from .schedules import betas_from_alpha_bar
 
+# what a VP network's output F is; each is a row of PRECONDITIONING
 PREDICTIONS = ("eps", "x0", "v")
 # reverse-kernel variances: beta_t ("large"), beta_tilde_t ("small") as in samplers.ddpm_ancestral,
 # or DDPM Table 2's "learned diagonal": the last C output channels are log sigma_t^2
 VARIANCES = ("large", "small", "learned")
-C_NOISE_KINDS = ("log", "sigma")
 PARAMETERISATIONS = ("eps", "x0", "v", "edm", "tfree", "sohl_dickstein", "mu", "eps_learned_variance")
 
 
@@ -56,19 +57,6 @@ def normalise_per_example(x):
     return x / per_example(std, x)
 
 
-def x0_from_vp_prediction(prediction, out, x_vp, sigma):
-    """x0_hat from a VP network output, with sqrt(abar) = vp_scale(sigma), sqrt(1-abar) = sigma*vp_scale."""
-    s = per_example(vp_scale(sigma), x_vp)
-    sig = per_example(sigma, x_vp)
-    if prediction == "eps":
-        return x_vp / s - sig * out  # x_vp = sqrt(abar) x0 + sqrt(1-abar) eps (DDPM eq. 4)
-    if prediction == "x0":
-        return out
-    if prediction == "v":
-        return s * x_vp - sig * s * out  # v = sqrt(abar) eps - sqrt(1-abar) x0 (Salimans & Ho 2022)
-    raise ValueError(f"unknown prediction {prediction!r}; allowed: {PREDICTIONS}")
-
-
 def nearest_level(sigma, level_sigmas):
     """Index of the level whose sigma is nearest in log sigma (sigma 0 maps to the lowest level)."""
     log_levels = level_sigmas.to(sigma.dtype).log()
@@ -77,78 +65,82 @@ def nearest_level(sigma, level_sigmas):
 
 
 # ---------------------------------------------------------------------------------------------
-# continuous-time VP, t-free, EDM, input scaling
+# the preconditioning table
+#
+# EDM (Karras 2022) eq. 7 writes every denoiser as D(x; sigma) = c_skip x + c_out F(c_in x; c_noise)
+# and its Table 1 lists the coefficients of each family; the rows below are ours in that form.
+# A VP network sees x_vp = c_in x with c_in = sqrt(abar) = 1 / sqrt(1 + sigma^2), and what it
+# predicts fixes c_skip and c_out:
+#   eps  x0 = x - sigma eps, DDPM eq. 4 in the sigma frame (Table 1's VP and VE columns)
+#   x0   x0 = F
+#   v    x0 = abar x - sigma sqrt(abar) v, from v = sqrt(abar) eps - sqrt(1 - abar) x0
+#        (Salimans & Ho 2022); it is the edm row at sigma_data = 1 with F's sign flipped
+#   edm  Table 1's own column (eq. 7 with the data std sigma_data)
 
 
-class ContinuousVP(nn.Module):
-    """net(x_vp, t) predicting eps | x0 | v, with t = t_from_sigma(sigma) (the schedule's inverse).
-
-    normalise=True divides the network input by its own per-example std (Chen 2023, docs/papers.md §4).
-    """
-
-    def __init__(self, net, t_from_sigma, prediction="eps", normalise=False):
-        super().__init__()
-        if prediction not in PREDICTIONS:
-            raise ValueError(f"unknown prediction {prediction!r}; allowed: {PREDICTIONS}")
-        self.net, self.t_from_sigma = net, t_from_sigma
-        self.prediction, self.normalise = prediction, normalise
-
-    def forward(self, x, sigma):
-        sigma = as_batch_sigma(sigma, x)
-        x_vp = x * per_example(vp_scale(sigma), x)
-        net_in = normalise_per_example(x_vp) if self.normalise else x_vp
-        t = torch.as_tensor(self.t_from_sigma(sigma), dtype=x.dtype, device=x.device)
-        return x0_from_vp_prediction(self.prediction, self.net(net_in, t), x_vp, sigma)
+def _eps_row(sigma, sigma_data):
+    return torch.ones_like(sigma), -sigma, sqrt_alpha_bar(sigma)
 
 
-class TFree(nn.Module):
-    """The course's t-free model: net(x_vp, 0) predicts eps; it never sees the noise level.
-
-    x0_hat = x - sigma * eps_hat uses the sigma given, x being read as a sigma-frame point at
-    that sigma; so (x - D(x, sigma)) / sigma is the network's eps_hat exactly, which is how
-    samplers.tfree_ddim uses it (at the scheduled sigma) before it forms x0_hat with the
-    predicted abar of a NoiseLevelPredictor.
-    """
-
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x, sigma):
-        sigma = as_batch_sigma(sigma, x)
-        x_vp = x * per_example(vp_scale(sigma), x)
-        eps = self.net(x_vp, torch.zeros_like(sigma))
-        return x0_from_vp_prediction("eps", eps, x_vp, sigma)
+def _x0_row(sigma, sigma_data):
+    return torch.zeros_like(sigma), torch.ones_like(sigma), sqrt_alpha_bar(sigma)
 
 
-def edm_coefficients(sigma, sigma_data):
-    # EDM (Karras 2022) eq. 7 / Table 1: c_skip, c_out, c_in
+def _v_row(sigma, sigma_data):
+    return alpha_bar_from_sigma(sigma), -sigma * sqrt_alpha_bar(sigma), sqrt_alpha_bar(sigma)
+
+
+def _edm_row(sigma, sigma_data):
     total = sigma**2 + sigma_data**2
     return sigma_data**2 / total, sigma * sigma_data / total.sqrt(), 1 / total.sqrt()
 
 
-def edm_c_noise(sigma, kind):
-    # EDM Table 1: c_noise = ln(sigma)/4; the fast.ai course fed sigma itself
-    if kind == "log":
-        return sigma.log() / 4
-    if kind == "sigma":
-        return sigma
-    raise ValueError(f"unknown c_noise {kind!r}; allowed: {C_NOISE_KINDS}")
+# (c_skip, c_out, c_in) as functions of (sigma [B], sigma_data)
+PRECONDITIONING = {"eps": _eps_row, "x0": _x0_row, "v": _v_row, "edm": _edm_row}
+
+# c_noise, the noise input F is given, where it is not the schedule's own time (t_from_sigma,
+# or a discrete chain's level index):
+C_NOISE = {
+    "log": lambda sigma: sigma.log() / 4,  # EDM Table 1
+    "sigma": lambda sigma: sigma,  # the fast.ai course fed sigma itself
+    "none": torch.zeros_like,  # the course's t-free model never sees the noise level
+}
 
 
-class EDMPrecond(nn.Module):
-    """D(x; sigma) = c_skip x + c_out F(c_in x; c_noise) (EDM eq. 7); F is net(input, c_noise)."""
+def preconditioning(row, sigma, like, sigma_data=1.0):
+    """(c_skip, c_out, c_in) of a PRECONDITIONING row at sigma [B], shaped to broadcast against `like`."""
+    if row not in PRECONDITIONING:
+        raise ValueError(f"unknown prediction {row!r}; allowed: {tuple(PRECONDITIONING)}")
+    return tuple(per_example(c, like) for c in PRECONDITIONING[row](sigma, sigma_data))
 
-    def __init__(self, net, sigma_data=0.5, c_noise="log"):
+
+def x0_from_vp_output(prediction, out, x_vp, sigma):
+    """x0_hat from a VP network's output F given its input x_vp = c_in x (a row of PRECONDITIONING)."""
+    c_skip, c_out, c_in = preconditioning(prediction, sigma, x_vp)
+    return c_skip * (x_vp / c_in) + c_out * out
+
+
+class Preconditioned(nn.Module):
+    """D(x; sigma) = c_skip x + c_out F(c_in x; c_noise(sigma)) (EDM eq. 7), F = net(input, c_noise).
+
+    `row` names the (c_skip, c_out, c_in) of PRECONDITIONING; `c_noise` maps sigma [B] to the
+    noise input (a C_NOISE entry, or a continuous schedule's t_from_sigma). normalise=True divides
+    the network input by its own per-example std (Chen 2023, docs/papers.md §4).
+    """
+
+    def __init__(self, net, row, c_noise, sigma_data=1.0, normalise=False):
         super().__init__()
-        if c_noise not in C_NOISE_KINDS:
-            raise ValueError(f"unknown c_noise {c_noise!r}; allowed: {C_NOISE_KINDS}")
-        self.net, self.sigma_data, self.c_noise = net, sigma_data, c_noise
+        if row not in PRECONDITIONING:
+            raise ValueError(f"unknown prediction {row!r}; allowed: {tuple(PRECONDITIONING)}")
+        self.net, self.row, self.c_noise = net, row, c_noise
+        self.sigma_data, self.normalise = sigma_data, normalise
 
     def forward(self, x, sigma):
         sigma = as_batch_sigma(sigma, x)
-        c_skip, c_out, c_in = (per_example(c, x) for c in edm_coefficients(sigma, self.sigma_data))
-        return c_skip * x + c_out * self.net(c_in * x, edm_c_noise(sigma, self.c_noise))
+        c_skip, c_out, c_in = preconditioning(self.row, sigma, x, self.sigma_data)
+        net_in = normalise_per_example(c_in * x) if self.normalise else c_in * x
+        noise_input = torch.as_tensor(self.c_noise(sigma), dtype=x.dtype, device=x.device)
+        return c_skip * x + c_out * self.net(net_in, noise_input)
 
 
 class InputScaled(nn.Module):
@@ -272,7 +264,7 @@ class DiscreteChain(nn.Module):
 
     def forward(self, x, sigma):
         sigma = as_batch_sigma(sigma, x)
-        return self.reverse(x * per_example(vp_scale(sigma), x), sigma).x0_hat
+        return self.reverse(x * per_example(sqrt_alpha_bar(sigma), x), sigma).x0_hat
 
 
 def _check_variance(variance):
@@ -299,7 +291,7 @@ class DiscreteVP(DiscreteChain):
         i = self.level(sigma)
         out = self._run_net(normalise_per_example(x_vp) if self.normalise else x_vp, i)
         out, log_var = self.split_variance(out, self.variance, i, x_vp)
-        x0_hat = x0_from_vp_prediction(self.prediction, out, x_vp, sigma)
+        x0_hat = x0_from_vp_output(self.prediction, out, x_vp, sigma)
         mean, _ = self.posterior(x0_hat, x_vp, i)
         return ReverseKernel(x0_hat, mean, log_var)
 
@@ -313,7 +305,7 @@ class EpsLearnedVariance(DiscreteChain):
     def reverse(self, x_vp, sigma):
         i = self.level(sigma)
         eps, v = self._run_net(x_vp, i).chunk(2, dim=1)
-        x0_hat = x0_from_vp_prediction("eps", eps, x_vp, sigma)
+        x0_hat = x0_from_vp_output("eps", eps, x_vp, sigma)
         mean, _ = self.posterior(x0_hat, x_vp, i)
         # improved DDPM (Nichol & Dhariwal 2021) eq. 15
         log_var = v * self._at("betas", i, x_vp).log() + (1 - v) * self._at("log_var_tilde", i, x_vp)
@@ -416,7 +408,7 @@ def build_denoiser(net, parameterisation_cfg, schedule=None):
     """Wrap `net` as a denoiser from a config dict such as {name: v} or {name: edm, sigma_data: 0.5}.
 
     eps/x0/v use the discrete lookup when the schedule is discrete (a tensor .alpha_bars and no
-    .t_from_sigma), else t = schedule.t_from_sigma(sigma); options input_scale (b, see
+    .t_from_sigma), else c_noise = schedule.t_from_sigma(sigma); options input_scale (b, see
     InputScaled), normalise, variance (discrete only). edm and tfree ignore the schedule.
     """
     cfg = dict(parameterisation_cfg)
@@ -434,15 +426,18 @@ def build_denoiser(net, parameterisation_cfg, schedule=None):
         elif hasattr(schedule, "t_from_sigma"):
             if "variance" in cfg:
                 raise ValueError("option 'variance' applies to discrete schedules only")
-            d = ContinuousVP(net, schedule.t_from_sigma, name, normalise)
+            d = Preconditioned(net, name, schedule.t_from_sigma, normalise=normalise)
         else:
             raise ValueError(f"parameterisation {name!r} needs a VP schedule (discrete or continuous), got {schedule!r}")
         scale = float(cfg.get("input_scale", 1.0))
         return d if scale == 1.0 else InputScaled(d, scale)
     if name == "edm":
-        return EDMPrecond(net, float(cfg.get("sigma_data", 0.5)), cfg.get("c_noise", "log"))
+        c_noise = cfg.get("c_noise", "log")
+        if c_noise not in ("log", "sigma"):
+            raise ValueError(f"unknown c_noise {c_noise!r}; allowed: ('log', 'sigma')")
+        return Preconditioned(net, "edm", C_NOISE[c_noise], sigma_data=float(cfg.get("sigma_data", 0.5)))
     if name == "tfree":
-        return TFree(net)
+        return Preconditioned(net, "eps", C_NOISE["none"])
     if name == "sohl_dickstein":
         return SohlDickstein(net, _discrete_alpha_bars(schedule, name))
     if name == "mu":

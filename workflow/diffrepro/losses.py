@@ -20,7 +20,7 @@ import torch
 from torch.special import log_ndtr
 
 from .denoisers import DiscreteChain, as_batch_sigma, per_example
-from .noise import log_snr_from_sigma, vp_scale
+from .noise import log_snr_from_sigma, sqrt_alpha_bar
 
 
 def mean_per_example(t):
@@ -82,7 +82,7 @@ def noise_level_loss(predictor, x0, sigma, noise):
     sigma_from_alpha_bar(abar)). logit(abar) = log(abar / (1 - abar)) = log SNR = -2 ln sigma.
     """
     sigma = as_batch_sigma(sigma, x0)
-    x_vp = noised(x0, sigma, noise) * per_example(vp_scale(sigma), x0)
+    x_vp = noised(x0, sigma, noise) * per_example(sqrt_alpha_bar(sigma), x0)
     return ((predictor(x_vp) - log_snr_from_sigma(sigma)) ** 2).mean()
 
 
@@ -149,7 +149,7 @@ def bound_terms(chain, kernel, x0, x_vp, i, decoder="discretised"):
 
 def _x_vp_at_level(chain, x0, i, noise):
     sigma_i = chain.level_sigmas[i].to(x0.dtype)
-    return sigma_i, noised(x0, sigma_i, noise) * per_example(vp_scale(sigma_i), x0)
+    return sigma_i, noised(x0, sigma_i, noise) * per_example(sqrt_alpha_bar(sigma_i), x0)
 
 
 def _level_and_x_vp(chain, x0, sigma, noise):

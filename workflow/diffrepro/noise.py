@@ -34,6 +34,6 @@ def sigma_from_log_snr(log_snr):
     return (-log_snr / 2).exp() if hasattr(log_snr, "exp") else math.exp(-log_snr / 2)
 
 
-def vp_scale(sigma):
-    """The factor that maps a sigma-frame x to the VP frame: x_vp = x * vp_scale(sigma)."""
+def sqrt_alpha_bar(sigma):
+    """The factor that maps a sigma-frame x to the VP frame: x_vp = x * sqrt_alpha_bar(sigma)."""
     return 1 / _sqrt(1 + sigma ** 2)
