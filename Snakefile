@@ -6,7 +6,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-from diffrepro.config import ConfigError, Plan, load_config, load_replications  # noqa: E402
+from diffrepro.config import load_config  # noqa: E402
+from diffrepro.plan import Plan  # noqa: E402
+from diffrepro.replications import load_replications  # noqa: E402
+from diffrepro.schema import ConfigError  # noqa: E402
 from diffrepro.leftovers import remove_empty_folders  # noqa: E402
 from diffrepro.plugins import PluginRegistry  # noqa: E402
 from snakemake.settings.types import DeploymentMethod  # noqa: E402

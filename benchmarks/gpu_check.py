@@ -1,7 +1,7 @@
 """One prepared GPU check (`make gpu-check`): paper-scale throughput and the course's cosine-model FID.
 
 Written for a bare GPU box (one H200, Python 3.12, torch with CUDA; no Snakemake, no network):
-it calls the library directly (diffrepro.config.Plan for the specs, diffrepro.build,
+it calls the library directly (diffrepro.plan.Plan for the specs, diffrepro.build,
 diffrepro.training.train, diffrepro.sampling.draw_samples, diffrepro.metrics.compute_metrics),
 never the workflow. docs/gpu.md says how to pack and run it.
 
@@ -64,7 +64,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_throughput import best_seconds, matmul_peak, print_table, training_flops, training_step  # noqa: E402
 
 from diffrepro.build import build_loss, build_model, build_network  # noqa: E402
-from diffrepro.config import Plan, load_config, load_replications  # noqa: E402
+from diffrepro.config import load_config  # noqa: E402
+from diffrepro.plan import Plan  # noqa: E402
+from diffrepro.replications import load_replications  # noqa: E402
 from diffrepro.data import load_split, prepare  # noqa: E402
 from diffrepro.datasets import dataset_of  # noqa: E402
 from diffrepro.performance import (Performance, autocast, compile_module, configure_backends,  # noqa: E402

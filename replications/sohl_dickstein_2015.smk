@@ -1,6 +1,6 @@
 # Sohl-Dickstein 2015: the 2-D swiss roll chain (its own stage), and the variational bound in
 # bits/dim of the Fashion-MNIST models listed under stages.bound (trained by the core train rule).
-from diffrepro.config import validate as _sd2015_validate
+from diffrepro.schema import validate as _sd2015_validate
 
 _SD2015_STAGES = PLAN.replications["sohl_dickstein_2015"].get("stages", {})
 _SD2015_YAML = f"{config['replications']}/sohl_dickstein_2015.yaml"

@@ -1,7 +1,8 @@
 # The t-free sampler's noise-level predictor (fast.ai lesson 22): one per name that a sampler option
 # `noise_level_predictor: tfree_fastai/<name>` refers to (in any replication), trained on the input
 # scaling of the experiments that use it; its test-set MSE rows join metrics.csv.
-from diffrepro.config import steps_for as _steps_for, validate as _validate_stage
+from diffrepro.plan import steps_for as _steps_for
+from diffrepro.schema import validate as _validate_stage
 
 _TFREE_STAGE = PLAN.replications["tfree_fastai"].get("stages", {}).get("noise_level")
 try:

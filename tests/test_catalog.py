@@ -9,7 +9,10 @@ import pytest
 import yaml
 
 from diffrepro import catalog
-from diffrepro.config import ConfigError, Plan, load_config, load_replications
+from diffrepro.config import load_config
+from diffrepro.plan import Plan
+from diffrepro.replications import load_replications
+from diffrepro.schema import ConfigError
 from diffrepro.denoisers import _OPTIONS as PARAMETERISATION_OPTIONS
 from diffrepro.losses import LOSSES
 from diffrepro.models.unet import UNet

@@ -13,7 +13,8 @@ import yaml
 
 from diffrepro.claims import (COLUMNS, CONTRADICTED, HOLDS, INCONCLUSIVE, NOT_EVALUATED, FeatureSource, check_claims,
                               evaluate_claim, evaluate_claims)
-from diffrepro.config import ConfigError, load_replications
+from diffrepro.replications import load_replications
+from diffrepro.schema import ConfigError
 from diffrepro.intervals import Reference, fid
 from diffrepro.metrics_table import COLUMNS as METRIC_COLUMNS
 from diffrepro.stages import claims as claims_stage

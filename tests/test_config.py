@@ -9,7 +9,10 @@ import pytest
 import yaml
 
 from conftest import FMNIST_DEBIAN
-from diffrepro.config import ConfigError, Plan, load_config, load_replications
+from diffrepro.config import load_config
+from diffrepro.plan import Plan
+from diffrepro.replications import load_replications
+from diffrepro.schema import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "workflow" / "config.yaml").read_text())

@@ -16,7 +16,10 @@ import yaml
 from conftest import ROOT, stage_paper_inputs
 
 from diffrepro.build import build_model, build_network
-from diffrepro.config import ConfigError, Plan, at_scale, load_config, load_replications
+from diffrepro.config import at_scale, load_config
+from diffrepro.plan import Plan
+from diffrepro.replications import load_replications
+from diffrepro.schema import ConfigError
 from diffrepro.models.unet import count_parameters
 from diffrepro.sampling import draw_samples
 

@@ -13,7 +13,7 @@ import torch
 
 from diffrepro import inception_weights
 from diffrepro.clean_fid_inception import CleanFidInception
-from diffrepro.config import config_hash
+from diffrepro.spec_hash import config_hash
 from diffrepro.features import quantize_to_uint8
 from diffrepro.metrics import clean_fid_network_features
 from diffrepro.sample_sets import write_sample_set

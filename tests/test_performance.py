@@ -10,7 +10,9 @@ import torch
 import yaml
 
 from diffrepro.build import build_loss, build_model
-from diffrepro.config import ConfigError, Plan, load_config
+from diffrepro.config import load_config
+from diffrepro.plan import Plan
+from diffrepro.schema import ConfigError
 from diffrepro.performance import DeviceUnavailable, Performance, resolve_device
 from diffrepro.samplers import _noise
 from diffrepro.sampling import draw_samples

@@ -22,7 +22,8 @@ import torch
 import yaml
 
 from diffrepro.build import build_loss, build_model
-from diffrepro.config import Plan, config_hash
+from diffrepro.plan import Plan
+from diffrepro.spec_hash import config_hash
 from diffrepro.io import atomic_save, load_checkpoint
 from diffrepro.metrics_table import COLUMNS, StaleResults, check_single_config
 from diffrepro.sampling import draw_samples
@@ -500,7 +501,7 @@ def test_classifier_file_is_written_atomically_and_a_damaged_one_is_one_line(tmp
 
 
 def test_every_error_a_user_can_fix_is_one_line_and_a_bug_keeps_its_traceback(capsys):
-    from diffrepro.config import ConfigError
+    from diffrepro.schema import ConfigError
     from diffrepro.data import DataError
     from diffrepro.errors import UserError
     from diffrepro.features import ImageSetError

@@ -14,7 +14,9 @@ import torch
 import yaml
 
 from diffrepro.build import build_model
-from diffrepro.config import ConfigError, Plan, load_config
+from diffrepro.config import load_config
+from diffrepro.plan import Plan
+from diffrepro.schema import ConfigError
 from diffrepro.io import atomic_save
 from diffrepro.sample_sets import ShardError, merge_shards, read_sample_set
 from diffrepro.sampling import n_batches, shard_batches

@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 import torch
 
-from diffrepro.config import ConfigError, config_hash, validate
+from diffrepro.schema import ConfigError, validate
+
+from diffrepro.spec_hash import config_hash
 from diffrepro.denoisers import SohlDickstein
 from diffrepro.losses import bits_per_dim_bound, vlb_loss
 from diffrepro.metrics_table import COLUMNS

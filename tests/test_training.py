@@ -7,7 +7,11 @@ import pytest
 import torch
 import yaml
 
-from diffrepro.config import Plan, load_config, load_replications
+from diffrepro.config import load_config
+
+from diffrepro.plan import Plan
+
+from diffrepro.replications import load_replications
 from diffrepro.training import lr_at, random_hflip, train
 
 from conftest import ROOT

@@ -1,6 +1,6 @@
 """Compose a paper's choices (YAML data) into objects: network, schedule, denoiser, loss, grid.
 
-This is the only place where a resolved experiment spec (diffrepro.config.Plan) meets the
+This is the only place where a resolved experiment spec (diffrepro.plan.Plan) meets the
 component registries, so a new paper never needs new glue.
 """
 

@@ -2,7 +2,7 @@
 
 A component (a schedule, sampler, loss, parameterisation or the UNet) lists its options with their
 types, ranges and defaults, plus the rules that tie options together (sigma_min below sigma_max, ...).
-config.load_replications checks every experiment against these declarations and turns the first
+replications.load_replications checks every experiment against these declarations and turns the first
 problem into one ConfigError line naming the file and key; tests/test_catalog.py keeps each
 declaration equal to the signature of the function it configures.
 """

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from . import intervals
-from .config import ConfigError
+from .schema import ConfigError
 
 CONFIG_COLUMNS = ["experiment", "input_scaling", "sampler", "steps", "nfe"]
 NAME_COLUMNS = ("experiment", "input_scaling", "sampler")

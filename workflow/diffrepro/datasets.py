@@ -1,6 +1,6 @@
 """The image data sets experiments train on: their prepared file, channels and FID features.
 
-Imported by the Snakefile at parse time (through diffrepro.config), so it must stay cheap: no
+Imported by the Snakefile at parse time (through diffrepro.plan), so it must stay cheap: no
 torch, no numpy. An experiment names its data set in its replication file (`dataset:`); a
 training spec carries the name only when it is not DEFAULT, so the specs (and hashes) of every
 Fashion-MNIST experiment are what they were before CIFAR-10 existed.

@@ -1,6 +1,6 @@
 """Where and how fast a network runs: device, bf16 autocast, TF32, channels_last, torch.compile.
 
-A scale's `performance:` block (workflow/config.yaml) holds these settings; config.Plan copies
+A scale's `performance:` block (workflow/config.yaml) holds these settings; plan.Plan copies
 the ones that differ from the defaults into the training and sample specs, so the defaults
 (CPU or the visible GPU in float32, nothing else) leave every existing result's spec as it was.
 

@@ -11,7 +11,7 @@ import zipfile
 
 import numpy as np
 
-from .config import config_hash
+from .spec_hash import config_hash
 from .errors import UserError
 from .io import atomic_path, reading
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .build import load_model, sampler_options, sampling_sigmas
-from .config import describe_training
+from .spec_hash import describe_training
 from .datasets import dataset_of
 from .errors import UserError
 from .performance import (Performance, compile_module, configure_backends, in_autocast, place_batch, place_module,
@@ -62,7 +62,7 @@ def draw_samples(model_file: dict, sample_spec: dict, progress=True, batches=Non
 
     `batches`: indices of the batches to draw (default: all). Batch k holds images
     k*batch_size onwards whoever draws it, so shards concatenated in order equal the full set.
-    `aux`: paths of auxiliary networks by sampler option (config.AUX_OPTIONS).
+    `aux`: paths of auxiliary networks by sampler option (plan.AUX_OPTIONS).
     """
     training = model_file["spec"]
     performance = Performance.of_spec(sample_spec)

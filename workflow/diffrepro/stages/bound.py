@@ -14,7 +14,8 @@ import pandas as pd
 import torch
 
 from ..build import build_model
-from ..config import ConfigError, config_hash
+from ..schema import ConfigError
+from ..spec_hash import config_hash
 from ..data import load_split
 from ..denoisers import DiscreteChain
 from ..io import atomic_path, load_checkpoint

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..claims import FEATURE_FOLDERS, FeatureSource, evaluate_claims, check_claims
-from ..config import load_replications
+from ..replications import load_replications
 from ..intervals import Reference
 from ..io import atomic_path
 from ..metrics_table import check_matches_plan

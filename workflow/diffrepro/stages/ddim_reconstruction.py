@@ -11,7 +11,7 @@ import json
 import torch
 
 from ..build import load_model, sampling_sigmas
-from ..config import config_hash
+from ..spec_hash import config_hash
 from ..data import load_split
 from ..datasets import dataset_of
 from ..io import atomic_path, load_checkpoint

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import config_hash
+from ..spec_hash import config_hash
 from ..data import load_split, resample
 from ..features import FMNIST_CLASSIFIER, Extractor, quantize_to_uint8
 from ..metrics import compute_metrics

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..config import config_hash
+from ..spec_hash import config_hash
 from ..data import load_split
 from ..io import atomic_path
 from ..metrics_table import rows_for

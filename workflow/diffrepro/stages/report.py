@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .. import figures
-from ..config import load_replications
+from ..replications import load_replications
 from ..features import INCEPTION, available_extractors
 from ..io import atomic_path
 from ..metrics_table import check_matches_plan

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..config import config_hash
+from ..spec_hash import config_hash
 from ..io import atomic_path
 from ..losses import bits_per_dim_bound, vlb_loss
 from ..metrics_table import COLUMNS

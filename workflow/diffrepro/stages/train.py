@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from ..build import build_loss, build_model
-from ..config import config_hash, describe_training
+from ..spec_hash import config_hash, describe_training
 from ..data import load_split
 from ..io import atomic_save
 from ..performance import Performance
