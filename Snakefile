@@ -46,7 +46,7 @@ wildcard_constraints:
     paper=r"[a-z0-9_]+",
     experiment=r"[a-z0-9_]+",
     scaling=r"[a-z0-9_]+",
-    sampler=r"[a-z0-9_]+",
+    label=r"[a-z0-9_]+",
     steps=r"\d+",
     seed=r"\d+",
 

@@ -148,7 +148,7 @@ def test_missing_replications_folder(tmp_path):
 def test_shipped_files_are_valid_and_plan_expands():
     plan = Plan(load_config(copy.deepcopy(CONFIG)), load_replications(ROOT / "replications"))
     runs = list(plan.sample_runs())
-    assert {r["sampler"] for r in runs} >= {"ddpm_large", "eta0", "ddpm_cosine"}
+    assert {r["label"] for r in runs} >= {"ddpm_large", "eta0", "ddpm_cosine"}
     smoke = Plan(load_config({**copy.deepcopy(CONFIG), "scale": "smoke"}), plan.replications)
     assert len(list(smoke.sample_runs())) >= 3
     # a changed training setting changes the spec (and so its hash and the Snakemake params)
@@ -254,7 +254,7 @@ def test_experiment_cannot_both_train_and_share(tmp_path):
 def test_sweep_expands_with_per_scale_subsets(tmp_path):
     doc = {"paper": "sweeper", "title": "t", "citation": "c", "deviations": [], "sweeps": {"grid": {
         "base": copy.deepcopy(DDPM["experiments"]["eps_simple"]),
-        "axes": [{"name": "b", "path": "parameterisation.input_scale",
+        "axes": [{"name": "b", "path": "parameterisation.data_multiplier",
                   "values": [{"label": "1", "value": 1.0}, {"label": "0p5", "value": 0.5}]},
                  {"name": "res", "path": "resolution", "values": [{"label": "16", "value": 16}, {"label": "32", "value": 32}]}],
         "subset": {"smoke": {"b": ["1"], "res": ["16"]}}}}}
@@ -263,7 +263,7 @@ def test_sweep_expands_with_per_scale_subsets(tmp_path):
     (d / "sweeper.yaml").write_text(yaml.safe_dump(doc))
     exps = load_replications(d)["sweeper"]["experiments"]
     assert sorted(exps) == ["grid__b0p5__res16", "grid__b0p5__res32", "grid__b1__res16", "grid__b1__res32"]
-    assert exps["grid__b0p5__res32"]["parameterisation"]["input_scale"] == 0.5
+    assert exps["grid__b0p5__res32"]["parameterisation"]["data_multiplier"] == 0.5
     assert exps["grid__b0p5__res32"]["factors"] == {"b": 0.5, "res": 32}
     assert exps["grid__b1__res16"]["scales"] == ["smoke", "quick", "paper"]
     assert exps["grid__b0p5__res16"]["scales"] == ["quick", "paper"]
@@ -341,7 +341,7 @@ def test_learning_curve_keeps_snapshots_and_plans_one_curve_per_scaling(tmp_path
     steps = plan.training_spec("ddpm_2020", "eps_simple", "symmetric")["train"]["steps"]
     assert plan.training_spec("ddpm_2020", "eps_simple", "symmetric")["train"]["snapshot_every"] == -(-steps // 4)
     assert "snapshot_every" not in plan.training_spec("ddpm_2020", "eps_vlb_fixed", "symmetric")["train"]
-    sampler = plan.sampler("ddpm_2020", "eps_simple", "ddpm_small")
+    sampler = plan.sampler_entry("ddpm_2020", "eps_simple", "ddpm_small")
     largest = max(sampler["steps"]["smoke"] if isinstance(sampler["steps"], dict) else sampler["steps"])
     assert plan.learning_curve_files("r") == [f"r/learning_curves/ddpm_2020/eps_simple/symmetric/ddpm_small/{largest}.csv"]
 

@@ -57,7 +57,7 @@ def test_smoke_and_quick_train_on_fashion_mnist_with_specs_as_before(scale):
     assert all(f.startswith("R/metrics/") for f in p.metric_files("R")) and not p.sharded()
     # the per-scale forms hand quick what the plain forms used to (EDM's network and loss)
     edm = p.training_spec("karras_edm_2022", "edm", "symmetric")
-    assert edm["unet"] == {**CONFIG["scales"][scale]["unet"], "time_scale": 250.0}
+    assert edm["unet"] == {**CONFIG["scales"][scale]["unet"], "time_multiplier": 250.0}
     assert edm["parameterisation"] == {"name": "edm", "sigma_data": 0.66, "c_noise": "log"}
     assert edm["loss"] == {"name": "edm", "sigma_data": 0.66}
     # the scale's training, with EDM's quick-scale steps and the snapshots of its learning curve
@@ -70,7 +70,7 @@ def test_paper_routes_cifar10_experiments_and_keeps_the_others_on_fashion_mnist(
     assert routed == CIFAR10_EXPERIMENTS  # experiments sampling the DDPM network (`model:`) follow it
     for r in paper.sample_runs():
         w, cifar = run(r), (r["paper"], r["experiment"]) in CIFAR10_EXPERIMENTS
-        spec = paper.sample_spec(r["paper"], r["experiment"], r["scaling"], r["sampler"], r["steps"], r["seed"])
+        spec = paper.sample_spec(r["paper"], r["experiment"], r["scaling"], r["label"], r["steps"], r["seed"])
         assert spec["training"].get("dataset") == ("cifar10" if cifar else None)
         assert paper.data_file("D", w) == ("D/cifar10.npz" if cifar else "D/fashion_mnist.npz")
         assert (spec["n_samples"], paper.shards_of(r["paper"], r["experiment"])) == ((50000, 4) if cifar else (2048, 1))
@@ -79,10 +79,10 @@ def test_paper_routes_cifar10_experiments_and_keeps_the_others_on_fashion_mnist(
     cifar_sets = sum((r["paper"], r["experiment"]) in CIFAR10_EXPERIMENTS for r in paper.sample_runs())
     assert sum(f.startswith("R/metrics_inception/") for f in files) == cifar_sets > 0
     assert paper.shard_files("R", run({"paper": "ddpm_2020", "experiment": "eps_simple", "scaling": "symmetric",
-                                       "sampler": "ddpm_large", "steps": 1000, "seed": 0}))[-1] == \
+                                       "label": "ddpm_large", "steps": 1000, "seed": 0}))[-1] == \
         "R/sample_shards/ddpm_2020/eps_simple/symmetric/ddpm_large/1000/seed0/shard3of4.npz"
     course = paper.training_spec("tfree_fastai", "cosine_t", "centered")  # the course's 15.9M UNet stays
-    assert course["unet"] == {**CONFIG["scales"]["paper"]["unet"], "time_scale": 1000} and "dataset" not in course
+    assert course["unet"] == {**CONFIG["scales"]["paper"]["unet"], "time_multiplier": 1000} and "dataset" not in course
 
 
 # The parameter counts the replication files state (counted by building the networks on CPU).
@@ -118,7 +118,7 @@ def test_sampling_draws_as_many_channels_as_the_data_set_has(paper):
 def test_per_scale_values():
     assert at_scale({"paper": "cifar10"}, "quick", "fashion_mnist") == "fashion_mnist"
     assert at_scale({"smoke": "a", "paper": "b"}, "paper") == "b"
-    assert at_scale({"time_scale": 250.0}, "paper") == {"time_scale": 250.0}  # not per scale: as it is
+    assert at_scale({"time_multiplier": 250.0}, "paper") == {"time_multiplier": 250.0}  # not per scale: as it is
     assert at_scale("cifar10", "smoke") == "cifar10"
 
 

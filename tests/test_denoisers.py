@@ -18,7 +18,7 @@ from diffrepro.denoisers import (
     PRECONDITIONING,
     DiscreteVP,
     EpsLearnedVariance,
-    InputScaled,
+    DataMultiplied,
     MeanPrediction,
     NoiseLevelPredictor,
     Preconditioned,
@@ -226,7 +226,7 @@ def test_edm_with_oracle_network_is_exact_denoiser(kind, gen):
     torch.testing.assert_close(edm(oracle_f, sd, kind)(x, sigma), exact_denoiser(x, sigma), rtol=1e-9, atol=1e-9)
 
 
-# ------------------------------------------------------------------ Chen 2023: normalisation and input scale
+# ------------------------------------------------------------------ Chen 2023: normalisation and data multiplier
 
 
 @pytest.mark.parametrize("discrete", [False, True])
@@ -256,12 +256,12 @@ def test_input_scaling_round_trips_to_unit_space_denoiser(b, gen):
     schedule = SCHEDULES["course_cosine"]()
     inner = Preconditioned(vp_oracle(lambda t: torch.cos(t * math.pi / 2) ** 2, "eps", mu=b * MU, s=b * S),
                            "eps", schedule.t_from_sigma)
-    d = InputScaled(inner, b)
+    d = DataMultiplied(inner, b)
     sigma = torch.tensor([0.01, 0.4, 3.0, 30.0], dtype=F64)  # unit-space sigmas
     x = torch.randn(4, 5, generator=gen, dtype=F64)
     torch.testing.assert_close(d(x, sigma), exact_denoiser(x, sigma), rtol=1e-9, atol=1e-9)
     with pytest.raises(ValueError):
-        InputScaled(inner, 0.0)
+        DataMultiplied(inner, 0.0)
 
 
 # ------------------------------------------------------------------ t-free and the noise-level predictor
@@ -384,7 +384,7 @@ def test_build_denoiser_maps_names_to_wrappers():
         ({"name": "v", "variance": "small"}, discrete, DiscreteVP),
         ({"name": "x0"}, continuous, Preconditioned),
         ({"name": "edm", "sigma_data": 0.66, "c_noise": "sigma"}, EDMSchedule(), Preconditioned),
-        ({"name": "eps", "input_scale": 0.5, "normalise": True}, continuous, InputScaled),
+        ({"name": "eps", "data_multiplier": 0.5, "normalise": True}, continuous, DataMultiplied),
         ({"name": "tfree"}, continuous, Preconditioned),
         ({"name": "sohl_dickstein"}, discrete, SohlDickstein),
         ({"name": "mu"}, discrete, MeanPrediction),
@@ -398,8 +398,8 @@ def test_build_denoiser_maps_names_to_wrappers():
     assert (v.prediction, v.variance) == ("v", "small")
     edm = build_denoiser(net, {"name": "edm", "sigma_data": 0.66, "c_noise": "sigma"}, None)
     assert (edm.row, edm.sigma_data, edm.c_noise) == ("edm", 0.66, C_NOISE["sigma"])
-    scaled = build_denoiser(net, {"name": "eps", "input_scale": 0.5, "normalise": True}, continuous)
-    assert scaled.input_scale == 0.5 and scaled.inner.normalise
+    scaled = build_denoiser(net, {"name": "eps", "data_multiplier": 0.5, "normalise": True}, continuous)
+    assert scaled.data_multiplier == 0.5 and scaled.inner.normalise
 
 
 def test_build_denoiser_rejects_bad_configs():

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from diffrepro.denoisers import C_NOISE, DiscreteVP, EpsLearnedVariance, InputScaled, NoiseLevelPredictor, Preconditioned
+from diffrepro.denoisers import C_NOISE, DiscreteVP, EpsLearnedVariance, DataMultiplied, NoiseLevelPredictor, Preconditioned
 from diffrepro.losses import (
     LOSSES,
     bits_per_dim_bound,
@@ -98,7 +98,7 @@ def test_eps_loss_is_unchanged_by_input_scaling(gen):
     noise = torch.randn(x0.shape, generator=gen, dtype=F64)
     x_t = column(g.sqrt(), x0) * b * x0 + column((1 - g).sqrt(), x0) * noise
     direct = ((some_net(x_t, t) - noise) ** 2).mean()
-    d = InputScaled(Preconditioned(some_net, "eps", schedule.t_from_sigma), b)
+    d = DataMultiplied(Preconditioned(some_net, "eps", schedule.t_from_sigma), b)
     sigma_b = ((1 - g) / g).sqrt()
     torch.testing.assert_close(LOSSES["simple"](d, x0, sigma_b / b, noise), direct, rtol=1e-8, atol=0)
 

@@ -372,6 +372,6 @@ def test_round_to_levels_snaps_an_edm_grid_to_the_discrete_levels():
 
 def test_an_inference_schedule_places_the_grid_in_the_same_input_scale():
     from diffrepro.build import sampling_sigmas
-    trained = S.InputScaledSchedule(S.SCHEDULES["chen_sigmoid"](), 0.5)
+    trained = S.DataMultipliedSchedule(S.SCHEDULES["chen_sigmoid"](), 0.5)
     grid = sampling_sigmas(trained, 10, {"schedule": {"name": "chen_cosine"}})
     assert torch.allclose(grid, S.SCHEDULES["chen_cosine"]().sampling_sigmas(10) / 0.5, rtol=1e-12)

@@ -199,10 +199,10 @@ def test_build_schedule_from_yaml_mapping():
 def test_input_scaled_schedule_shifts_log_snr_by_2_ln_b():
     # Chen 2023: scaling data by b multiplies SNR by b^2, i.e. divides every sigma by b.
     from diffrepro.noise import log_snr_from_sigma
-    from diffrepro.schedules import InputScaledSchedule, build_schedule
+    from diffrepro.schedules import DataMultipliedSchedule, build_schedule
 
     inner = build_schedule({"name": "chen_cosine"})
-    scaled = InputScaledSchedule(inner, 0.5)
+    scaled = DataMultipliedSchedule(inner, 0.5)
     grid, inner_grid = scaled.sampling_sigmas(10), inner.sampling_sigmas(10)
     shift = log_snr_from_sigma(grid[:-1]) - log_snr_from_sigma(inner_grid[:-1])
     torch.testing.assert_close(shift, torch.full_like(shift, 2 * math.log(0.5)))
@@ -211,7 +211,7 @@ def test_input_scaled_schedule_shifts_log_snr_by_2_ln_b():
 
 
 def test_log_snr_at_quantile_matches_each_training_distribution():
-    build_schedule, InputScaledSchedule = S.build_schedule, S.InputScaledSchedule
+    build_schedule, DataMultipliedSchedule = S.build_schedule, S.DataMultipliedSchedule
     linear = build_schedule({"name": "linear_beta"})
     assert float(linear.log_snr_at_quantile(0.0)) == pytest.approx(math.log(1e-4 ** -1 - 1), rel=1e-3)
     cosine = build_schedule({"name": "chen_cosine"})  # abar = cos^2(pi t / 2): log SNR = -2 ln tan(pi t / 2)
@@ -220,5 +220,5 @@ def test_log_snr_at_quantile_matches_each_training_distribution():
     edm = build_schedule({"name": "edm", "p_mean": -1.2, "p_std": 1.2})  # median sigma = exp(p_mean)
     assert float(edm.log_snr_at_quantile(0.5)) == pytest.approx(2.4, rel=1e-9)
     assert float(edm.log_snr_at_quantile(0.8413447460685429)) == pytest.approx(-2 * (-1.2 + 1.2), abs=1e-9)
-    scaled = InputScaledSchedule(cosine, 0.5)  # Chen 2023: scaling x0 by b shifts log SNR by 2 ln b
+    scaled = DataMultipliedSchedule(cosine, 0.5)  # Chen 2023: scaling x0 by b shifts log SNR by 2 ln b
     assert float(scaled.log_snr_at_quantile(0.3)) == pytest.approx(float(cosine.log_snr_at_quantile(0.3)) + 2 * math.log(0.5))

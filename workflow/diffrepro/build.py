@@ -11,7 +11,7 @@ from .denoisers import build_denoiser
 from .losses import LOSSES
 from .models.unet import UNet
 from .scalings import get_scaling
-from .schedules import SCHEDULES, InputScaledSchedule, build_schedule, edm_sigmas
+from .schedules import SCHEDULES, DataMultipliedSchedule, build_schedule, edm_sigmas
 
 
 class OwnNetwork(torch.nn.Module):
@@ -41,16 +41,16 @@ def build_network(training_spec: dict) -> torch.nn.Module:
     return UNet(in_channels=dataset_of(training_spec).channels, **cfg)
 
 
-def with_input_scale(schedule, spec: dict):
-    """`schedule` in the data space the denoiser sees: Chen's input scale b
-    (parameterisation.input_scale) wraps it in InputScaledSchedule."""
-    b = float(spec["parameterisation"].get("input_scale", 1.0))
-    return schedule if b == 1.0 else InputScaledSchedule(schedule, b)
+def with_data_multiplier(schedule, spec: dict):
+    """`schedule` in the data space the denoiser sees: Chen's data multiplier b
+    (parameterisation.data_multiplier) wraps it in DataMultipliedSchedule."""
+    b = float(spec["parameterisation"].get("data_multiplier", 1.0))
+    return schedule if b == 1.0 else DataMultipliedSchedule(schedule, b)
 
 
 def build_schedule_for(spec: dict):
     """The schedule of a spec (experiment or training spec) in the denoiser's data space."""
-    return with_input_scale(build_schedule(spec["schedule"]), spec)
+    return with_data_multiplier(build_schedule(spec["schedule"]), spec)
 
 
 def build_model(training_spec: dict):
@@ -58,7 +58,7 @@ def build_model(training_spec: dict):
     net = build_network(training_spec)
     schedule = build_schedule(training_spec["schedule"])
     denoiser = build_denoiser(net, training_spec["parameterisation"], schedule)
-    return net, with_input_scale(schedule, training_spec), denoiser
+    return net, with_data_multiplier(schedule, training_spec), denoiser
 
 
 def load_model(model_file: dict):
@@ -85,10 +85,10 @@ def round_to_levels(sigmas: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
 
 def inference_schedule(schedule, config: dict):
     """A schedule used only to place the sampling grid (Chen 2023 samples every model on a cosine
-    grid whatever it was trained with), seen in the same input scale as `schedule`."""
+    grid whatever it was trained with), seen in the same data multiplier as `schedule`."""
     inner = build_schedule(config)
-    scale = getattr(schedule, "input_scale", 1.0)
-    return inner if scale == 1.0 else InputScaledSchedule(inner, scale)
+    scale = getattr(schedule, "data_multiplier", 1.0)
+    return inner if scale == 1.0 else DataMultipliedSchedule(inner, scale)
 
 
 def sampling_sigmas(schedule, steps: int, grid: dict) -> torch.Tensor:

@@ -157,7 +157,7 @@ LOSSES = {
 }
 
 # diffrepro.denoisers.build_denoiser
-VP_OPTIONS = {"input_scale": number(1.0, 0.0, exclusive_minimum=True), "normalise": flag(False),
+VP_OPTIONS = {"data_multiplier": number(1.0, 0.0, exclusive_minimum=True), "normalise": flag(False),
               "variance": choice("large", "large", "small", "learned")}
 PARAMETERISATIONS = {
     "eps": Component(VP_OPTIONS),
@@ -174,7 +174,7 @@ PARAMETERISATIONS = {
 NETWORK = Component(
     {"channels": Option((list, tuple), (32, 64, 128)), "blocks_per_level": integer(1, minimum=1),
      "attention_levels": Option((list, tuple), (2,)), "groups": integer(8, minimum=1),
-     "dropout": number(0.0, minimum=0.0, maximum=0.999), "time_scale": number(1.0, 0.0, exclusive_minimum=True),
+     "dropout": number(0.0, minimum=0.0, maximum=0.999), "time_multiplier": number(1.0, 0.0, exclusive_minimum=True),
      "time_conditioning": flag(True), "out_channels": integer(None, minimum=1)},
     (Rule(lambda o: all(c % o["groups"] == 0 for c in o["channels"]),
           "every width in channels {channels} must be divisible by groups ({groups})"),

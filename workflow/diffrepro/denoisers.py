@@ -143,7 +143,7 @@ class Preconditioned(nn.Module):
         return c_skip * x + c_out * self.net(net_in, noise_input)
 
 
-class InputScaled(nn.Module):
+class DataMultiplied(nn.Module):
     """Chen 2023 input scaling b, presented in the unit data space.
 
     The inner denoiser was trained on data x0_b = b * x0 in [-b, b] (its schedule's sigma,
@@ -155,14 +155,14 @@ class InputScaled(nn.Module):
     docs/papers.md §4). The eps-MSE is unchanged by this change of frame (tests/test_losses.py).
     """
 
-    def __init__(self, inner, input_scale):
+    def __init__(self, inner, data_multiplier):
         super().__init__()
-        if not input_scale > 0:
-            raise ValueError(f"input_scale must be > 0, got {input_scale}")
-        self.inner, self.input_scale = inner, float(input_scale)
+        if not data_multiplier > 0:
+            raise ValueError(f"data_multiplier must be > 0, got {data_multiplier}")
+        self.inner, self.data_multiplier = inner, float(data_multiplier)
 
     def forward(self, x, sigma):
-        b = self.input_scale
+        b = self.data_multiplier
         return self.inner(b * x, b * as_batch_sigma(sigma, x)) / b
 
 
@@ -383,9 +383,9 @@ class NoiseLevelPredictor(nn.Module):
 
 
 _OPTIONS = {
-    "eps": {"input_scale", "normalise", "variance"},
-    "x0": {"input_scale", "normalise", "variance"},
-    "v": {"input_scale", "normalise", "variance"},
+    "eps": {"data_multiplier", "normalise", "variance"},
+    "x0": {"data_multiplier", "normalise", "variance"},
+    "v": {"data_multiplier", "normalise", "variance"},
     "edm": {"sigma_data", "c_noise"},
     "tfree": set(),
     "sohl_dickstein": set(),
@@ -408,8 +408,8 @@ def build_denoiser(net, parameterisation_cfg, schedule=None):
     """Wrap `net` as a denoiser from a config dict such as {name: v} or {name: edm, sigma_data: 0.5}.
 
     eps/x0/v use the discrete lookup when the schedule is discrete (a tensor .alpha_bars and no
-    .t_from_sigma), else c_noise = schedule.t_from_sigma(sigma); options input_scale (b, see
-    InputScaled), normalise, variance (discrete only). edm and tfree ignore the schedule.
+    .t_from_sigma), else c_noise = schedule.t_from_sigma(sigma); options data_multiplier (b, see
+    DataMultiplied), normalise, variance (discrete only). edm and tfree ignore the schedule.
     """
     cfg = dict(parameterisation_cfg)
     name = cfg.pop("name", None)
@@ -429,8 +429,8 @@ def build_denoiser(net, parameterisation_cfg, schedule=None):
             d = Preconditioned(net, name, schedule.t_from_sigma, normalise=normalise)
         else:
             raise ValueError(f"parameterisation {name!r} needs a VP schedule (discrete or continuous), got {schedule!r}")
-        scale = float(cfg.get("input_scale", 1.0))
-        return d if scale == 1.0 else InputScaled(d, scale)
+        scale = float(cfg.get("data_multiplier", 1.0))
+        return d if scale == 1.0 else DataMultiplied(d, scale)
     if name == "edm":
         c_noise = cfg.get("c_noise", "log")
         if c_noise not in ("log", "sigma"):

@@ -132,7 +132,7 @@ def fid_vs_training_images(curve: pd.DataFrame, path, floor=None, title="") -> N
     save(figure, path)
 
 
-def fid_vs_input_scale(scalings: pd.DataFrame, path) -> None:
+def fid_vs_input_scaling(scalings: pd.DataFrame, path) -> None:
     """FID of each model trained at several input scalings of its data (same network, same budget)."""
     data = scalings.assign(run=scalings["paper"] + "/" + scalings["experiment"] + " " + scalings["sampler"]
                            + " " + scalings["steps"].astype(str))
@@ -175,7 +175,7 @@ def schedules_log_snr(curves: dict, path) -> None:
     for label, schedule in sorted(curves.items()):
         ax.plot(u, np.asarray(schedule.log_snr_at_quantile(u), dtype=float), label=label, lw=1.4)
     ax.set(xlabel="t (quantile of the training noise level)", ylabel="log SNR = log(ᾱ / (1 − ᾱ))",
-           title="noise schedules as trained (input scale b included)", ylim=(-20, 20))
+           title="noise schedules as trained (data multiplier b included)", ylim=(-20, 20))
     ax.axhline(0, color="grey", lw=0.6)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: the curves fill the axes
     save(figure, path)

@@ -29,8 +29,9 @@ def snapshot_every(steps: int, points: int) -> int:
     return max(1, math.ceil(steps / points))
 
 
-def steps_for(sampler: dict, scale: str) -> list:
-    return per_scale(sampler["steps"], scale)
+def steps_for(entry: dict, scale: str) -> list:
+    """The step counts a sampler entry runs at this scale."""
+    return per_scale(entry["steps"], scale)
 
 
 class Plan:
@@ -135,7 +136,7 @@ class Plan:
     def shard_files(self, results: str, w) -> list:
         """The shard files merge_samples joins into one sample set, shard 0 first."""
         n = self.shards_of(w.paper, w.experiment)
-        return [f"{results}/sample_shards/{w.paper}/{w.experiment}/{w.scaling}/{w.sampler}/{w.steps}/"
+        return [f"{results}/sample_shards/{w.paper}/{w.experiment}/{w.scaling}/{w.label}/{w.steps}/"
                 f"seed{w.seed}/shard{i}of{n}.npz" for i in range(n)]
 
     def experiment(self, paper: str, experiment: str) -> dict:
@@ -158,7 +159,7 @@ class Plan:
 
     def aux_inputs(self, results: str, w) -> dict:
         """Auxiliary networks a sampler uses (e.g. the t-free noise-level predictor), by option name."""
-        options = self.sampler(w.paper, w.experiment, w.sampler).get("options", {})
+        options = self.sampler_entry(w.paper, w.experiment, w.label).get("options", {})
         return {key: f"{results}/aux/{options[key]}.pt" for key in AUX_OPTIONS if key in options}
 
     def training_spec(self, paper: str, experiment: str, scaling: str, replicate: int = 0) -> dict:
@@ -191,19 +192,20 @@ class Plan:
         performance = self.performance()
         return {"performance": performance} if performance else {}
 
-    def sampler(self, paper: str, experiment: str, label: str) -> dict:
-        for sampler in self.experiment(paper, experiment)["samplers"]:
-            if sampler["label"] == label:
-                return sampler
+    def sampler_entry(self, paper: str, experiment: str, label: str) -> dict:
+        """The entry of the experiment's `samplers:` with this label (a sampler with its options and grid)."""
+        for entry in self.experiment(paper, experiment)["samplers"]:
+            if entry["label"] == label:
+                return entry
         raise KeyError(f"{paper}/{experiment} has no sampler {label!r}")
 
     def sample_spec(self, paper, experiment, scaling, label, steps, seed) -> dict:
-        sampler, sampling = self.sampler(paper, experiment, label), self.sampling(paper, experiment)
+        entry, sampling = self.sampler_entry(paper, experiment, label), self.sampling(paper, experiment)
         return {
             "run": {"paper": paper, "experiment": experiment, "input_scaling": scaling},
             "training": self.training_spec(paper, experiment, scaling, seed),
-            "sampler": {"label": label, "name": sampler["name"], "options": sampler.get("options", {}),
-                        "grid": sampler.get("grid", {}), "steps": int(steps)},
+            "sampler": {"label": label, "name": entry["name"], "options": entry.get("options", {}),
+                        "grid": entry.get("grid", {}), "steps": int(steps)},
             "seed": int(seed), "n_samples": sampling["n_samples"],
             "batch_size": sampling["batch_size"], **self._performance_entry(),
         }
@@ -214,7 +216,7 @@ class Plan:
         return json.dumps(spec, sort_keys=True)
 
     def sample_spec_json(self, w) -> str:
-        return self._sample_spec_json(w.paper, w.experiment, w.scaling, w.sampler, w.steps, w.seed)
+        return self._sample_spec_json(w.paper, w.experiment, w.scaling, w.label, w.steps, w.seed)
 
     @functools.lru_cache(maxsize=None)  # the shards of a set share its spec: a paper DAG asks ~5 times per set
     def _sample_spec_json(self, *key) -> str:
@@ -227,7 +229,7 @@ class Plan:
         evaluate), Inception's under metrics_inception/ (rule evaluate_inception)."""
         folder = {"fmnist-classifier": "metrics", "inception": "metrics_inception"}
         runs = [f"{results}/{folder[self.extractor(r['paper'], r['experiment'])]}/{r['paper']}/{r['experiment']}/"
-                f"{r['scaling']}/{r['sampler']}/{r['steps']}/seed{r['seed']}.csv" for r in self.sample_runs()]
+                f"{r['scaling']}/{r['label']}/{r['steps']}/seed{r['seed']}.csv" for r in self.sample_runs()]
         return runs + [f"{results}/metrics/real_data/seed{s}.csv" for s in self.scale_cfg["sampling"]["seeds"]]
 
     def network_hashes(self) -> dict:
@@ -254,16 +256,16 @@ class Plan:
         for t in self.trainings():
             curve = self.experiment(t["paper"], t["experiment"]).get("learning_curve")
             if curve:
-                sampler = self.sampler(t["paper"], t["experiment"], curve["sampler"])
-                yield {**t, "sampler": curve["sampler"], "steps": max(steps_for(sampler, self.scale))}
+                entry = self.sampler_entry(t["paper"], t["experiment"], curve["sampler"])
+                yield {**t, "label": curve["sampler"], "steps": max(steps_for(entry, self.scale))}
 
     def learning_curve_files(self, results: str) -> list:
-        return [f"{results}/learning_curves/{c['paper']}/{c['experiment']}/{c['scaling']}/{c['sampler']}/"
+        return [f"{results}/learning_curves/{c['paper']}/{c['experiment']}/{c['scaling']}/{c['label']}/"
                 f"{c['steps']}.csv" for c in self.learning_curves()]
 
     def feature_files(self, results: str) -> list:
         """The kept classifier features of every sample set scored with the classifier (rule evaluate)."""
-        return [f"{results}/features/{r['paper']}/{r['experiment']}/{r['scaling']}/{r['sampler']}/{r['steps']}/"
+        return [f"{results}/features/{r['paper']}/{r['experiment']}/{r['scaling']}/{r['label']}/{r['steps']}/"
                 f"seed{r['seed']}.npz" for r in self.sample_runs()
                 if self.extractor(r["paper"], r["experiment"]) == "fmnist-classifier"]
 
@@ -280,13 +282,13 @@ class Plan:
         """The runs that train a network of their own."""
         return (r for r in self.runs() if "model" not in self.experiment(r["paper"], r["experiment"]))
 
-    def seeds(self, sampler: dict) -> list:
-        """A sampler's replicate seeds at this scale: its own `seeds`, else the scale's."""
-        return per_scale(sampler.get("seeds", {}), self.scale) or self.scale_cfg["sampling"]["seeds"]
+    def seeds(self, entry: dict) -> list:
+        """A sampler entry's replicate seeds at this scale: its own `seeds`, else the scale's."""
+        return per_scale(entry.get("seeds", {}), self.scale) or self.scale_cfg["sampling"]["seeds"]
 
     def sample_runs(self):
         for t in self.runs():
-            for sampler in self.experiment(t["paper"], t["experiment"])["samplers"]:
-                for steps in steps_for(sampler, self.scale):
-                    for seed in self.seeds(sampler):
-                        yield {**t, "sampler": sampler["label"], "steps": steps, "seed": seed}
+            for entry in self.experiment(t["paper"], t["experiment"])["samplers"]:
+                for steps in steps_for(entry, self.scale):
+                    for seed in self.seeds(entry):
+                        yield {**t, "label": entry["label"], "steps": steps, "seed": seed}

@@ -275,29 +275,29 @@ class EDMSchedule:
         return edm_sigmas(steps, self.sigma_min, self.sigma_max, self.rho)
 
 
-class InputScaledSchedule:
+class DataMultipliedSchedule:
     """A schedule seen from the unit data space of a model trained on data scaled by b.
 
     Chen 2023 §3: with x0 scaled to b * x0, every sigma of the inner schedule is a sigma of the
     b-scaled space, so in the unit space it is sigma / b (log SNR shifted by +2 ln b). Pairs with
-    denoisers.InputScaled, which maps the unit space back to the network's.
+    denoisers.DataMultiplied, which maps the unit space back to the network's.
     """
 
-    def __init__(self, inner, input_scale):
-        self.inner, self.input_scale = inner, float(input_scale)
+    def __init__(self, inner, data_multiplier):
+        self.inner, self.data_multiplier = inner, float(data_multiplier)
 
     def sample_sigma(self, n, generator=None):
-        return self.inner.sample_sigma(n, generator) / self.input_scale
+        return self.inner.sample_sigma(n, generator) / self.data_multiplier
 
     def sampling_sigmas(self, steps, **grid):
-        return self.inner.sampling_sigmas(steps, **grid) / self.input_scale
+        return self.inner.sampling_sigmas(steps, **grid) / self.data_multiplier
 
     def log_snr_at_quantile(self, u):
-        return self.inner.log_snr_at_quantile(u) + 2 * math.log(self.input_scale)
+        return self.inner.log_snr_at_quantile(u) + 2 * math.log(self.data_multiplier)
 
     @property
     def sigmas(self):
-        return self.inner.sigmas / self.input_scale
+        return self.inner.sigmas / self.data_multiplier
 
 
 # ---------------------------------------------------------------- registry (YAML name -> builder)

@@ -65,13 +65,13 @@ rule real_data_floor:
 
 rule evaluate:
     input:
-        samples=f"{RES}/samples/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.npz",
+        samples=f"{RES}/samples/{{paper}}/{{experiment}}/{{scaling}}/{{label}}/{{steps}}/seed{{seed}}.npz",
         classifier=f"{RES}/classifier/classifier.pt",
         reference=f"{RES}/reference/fashion_mnist_test.npz",
     output:
-        metrics=f"{RES}/metrics/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.csv",
+        metrics=f"{RES}/metrics/{{paper}}/{{experiment}}/{{scaling}}/{{label}}/{{steps}}/seed{{seed}}.csv",
         # the set's classifier features, which the claims resample for their intervals
-        features=f"{RES}/features/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.npz",
+        features=f"{RES}/features/{{paper}}/{{experiment}}/{{scaling}}/{{label}}/{{steps}}/seed{{seed}}.npz",
     params:
         fid=json.dumps(PLAN.scale_cfg["fid"], sort_keys=True),
         resolution=PLAN.scale_cfg["resolution"],
@@ -79,9 +79,9 @@ rule evaluate:
     conda:
         "../../envs/environment.yaml"
     log:
-        f"{RES}/logs/evaluate/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.log",
+        f"{RES}/logs/evaluate/{{paper}}/{{experiment}}/{{scaling}}/{{label}}/{{steps}}/seed{{seed}}.log",
     benchmark:
-        f"{RES}/benchmarks/evaluate/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.tsv"
+        f"{RES}/benchmarks/evaluate/{{paper}}/{{experiment}}/{{scaling}}/{{label}}/{{steps}}/seed{{seed}}.tsv"
     shell:
         "python -m diffrepro.stages.evaluate --samples {input.samples:q} --classifier {input.classifier:q} "
         "--reference {input.reference:q} --resolution {params.resolution} --fid {params.fid:q} "
@@ -95,18 +95,18 @@ rule learning_curve:
         classifier=f"{RES}/classifier/classifier.pt",
         reference=f"{RES}/reference/fashion_mnist_test.npz",
     output:
-        f"{RES}/learning_curves/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}.csv",
+        f"{RES}/learning_curves/{{paper}}/{{experiment}}/{{scaling}}/{{label}}/{{steps}}.csv",
     params:
-        spec=lambda w: json.dumps(PLAN.sample_spec(w.paper, w.experiment, w.scaling, w.sampler, w.steps, 0), sort_keys=True),
+        spec=lambda w: json.dumps(PLAN.sample_spec(w.paper, w.experiment, w.scaling, w.label, w.steps, 0), sort_keys=True),
         fid=json.dumps(PLAN.scale_cfg["fid"], sort_keys=True),
         resolution=PLAN.scale_cfg["resolution"],
     threads: 1
     conda:
         "../../envs/environment.yaml"
     log:
-        f"{RES}/logs/learning_curves/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}.log",
+        f"{RES}/logs/learning_curves/{{paper}}/{{experiment}}/{{scaling}}/{{label}}/{{steps}}.log",
     benchmark:
-        f"{RES}/benchmarks/learning_curves/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}.tsv"
+        f"{RES}/benchmarks/learning_curves/{{paper}}/{{experiment}}/{{scaling}}/{{label}}/{{steps}}.tsv"
     shell:
         "python -m diffrepro.stages.learning_curve --model {input.model:q} --spec {params.spec:q} "
         "--classifier {input.classifier:q} --reference {input.reference:q} --fid {params.fid:q} "

@@ -31,11 +31,11 @@ if PLAN.inception_weights:
 
     rule evaluate_inception:
         input:
-            samples=f"{RES}/samples/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.npz",
+            samples=f"{RES}/samples/{{paper}}/{{experiment}}/{{scaling}}/{{label}}/{{steps}}/seed{{seed}}.npz",
             reference=lambda w: f"{RES}/reference/{PLAN.dataset(w.paper, w.experiment)}_train_inception.npz",
         output:
-            metrics=f"{RES}/metrics_inception/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.csv",
-            features=f"{RES}/features_inception/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.npz",
+            metrics=f"{RES}/metrics_inception/{{paper}}/{{experiment}}/{{scaling}}/{{label}}/{{steps}}/seed{{seed}}.csv",
+            features=f"{RES}/features_inception/{{paper}}/{{experiment}}/{{scaling}}/{{label}}/{{steps}}/seed{{seed}}.npz",
         params:
             fid=lambda w: json.dumps(PLAN.dataset_settings(PLAN.dataset(w.paper, w.experiment))["fid"], sort_keys=True),
             weights=PLAN.inception_weights,
@@ -45,7 +45,7 @@ if PLAN.inception_weights:
         conda:
             "../../envs/environment.yaml"
         log:
-            f"{RES}/logs/evaluate_inception/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.log",
+            f"{RES}/logs/evaluate_inception/{{paper}}/{{experiment}}/{{scaling}}/{{label}}/{{steps}}/seed{{seed}}.log",
         shell:
             "python -m diffrepro.stages.evaluate_inception --samples {input.samples:q} --weights {params.weights:q} "
             "--reference {input.reference:q} --fid {params.fid:q} --out {output.metrics:q} --features {output.features:q} "

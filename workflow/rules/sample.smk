@@ -2,7 +2,7 @@ rule sample:
     input:
         unpack(lambda w: {"model": PLAN.model_path(RES, w), **PLAN.aux_inputs(RES, w)}),
     output:
-        f"{RES}/samples/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.npz",
+        f"{RES}/samples/{{paper}}/{{experiment}}/{{scaling}}/{{label}}/{{steps}}/seed{{seed}}.npz",
     params:
         spec=PLAN.sample_spec_json,
         aux=lambda w, input: " ".join(f"--aux {shlex.quote(f'{k}={v}')}" for k, v in input.items() if k != "model"),
@@ -12,9 +12,9 @@ rule sample:
     conda:
         "../../envs/environment.yaml"
     log:
-        f"{RES}/logs/sample/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.log",
+        f"{RES}/logs/sample/{{paper}}/{{experiment}}/{{scaling}}/{{label}}/{{steps}}/seed{{seed}}.log",
     benchmark:
-        f"{RES}/benchmarks/sample/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.tsv"
+        f"{RES}/benchmarks/sample/{{paper}}/{{experiment}}/{{scaling}}/{{label}}/{{steps}}/seed{{seed}}.tsv"
     shell:
         "python -m diffrepro.stages.sample --spec {params.spec:q} --model {input.model:q} "
         "{params.aux} --out {output:q} --threads {threads} 2> {log:q}"

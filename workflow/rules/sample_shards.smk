@@ -11,7 +11,7 @@ if PLAN.sharded():
             unpack(lambda w: {"model": PLAN.model_path(RES, w), **PLAN.aux_inputs(RES, w)}),
         output:
             # temp: merge_samples writes the same images again; a 50k CIFAR-10 set would be stored twice
-            temp(f"{RES}/sample_shards/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}/"
+            temp(f"{RES}/sample_shards/{{paper}}/{{experiment}}/{{scaling}}/{{label}}/{{steps}}/seed{{seed}}/"
                  f"shard{{shard}}of{{shards}}.npz"),
         wildcard_constraints:
             shard=r"\d+",
@@ -25,10 +25,10 @@ if PLAN.sharded():
         conda:
             "../../envs/environment.yaml"
         log:
-            f"{RES}/logs/sample_shard/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}/"
+            f"{RES}/logs/sample_shard/{{paper}}/{{experiment}}/{{scaling}}/{{label}}/{{steps}}/seed{{seed}}/"
             f"shard{{shard}}of{{shards}}.log",
         benchmark:
-            f"{RES}/benchmarks/sample_shard/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}/"
+            f"{RES}/benchmarks/sample_shard/{{paper}}/{{experiment}}/{{scaling}}/{{label}}/{{steps}}/seed{{seed}}/"
             f"shard{{shard}}of{{shards}}.tsv"
         shell:
             "python -m diffrepro.stages.sample --spec {params.spec:q} --model {input.model:q} "
@@ -41,11 +41,11 @@ if PLAN.sharded():
         input:
             lambda w: PLAN.shard_files(RES, w),
         output:
-            f"{RES}/samples/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.npz",
+            f"{RES}/samples/{{paper}}/{{experiment}}/{{scaling}}/{{label}}/{{steps}}/seed{{seed}}.npz",
         threads: 1
         conda:
             "../../envs/environment.yaml"
         log:
-            f"{RES}/logs/merge_samples/{{paper}}/{{experiment}}/{{scaling}}/{{sampler}}/{{steps}}/seed{{seed}}.log",
+            f"{RES}/logs/merge_samples/{{paper}}/{{experiment}}/{{scaling}}/{{label}}/{{steps}}/seed{{seed}}.log",
         shell:
             "python -m diffrepro.stages.merge_samples --out {output:q} {input:q} 2> {log:q}"

@@ -62,16 +62,16 @@ class Attention(nn.Module):
 class UNet(nn.Module):
     """UNet over [B, C, H, W]; `t` is one scalar per example (a timestep, t in [0,1], c_noise, ...).
 
-    `time_scale` multiplies t before the sinusoidal embedding so that t in [0, 1] and timestep
+    `time_multiplier` multiplies t before the sinusoidal embedding so that t in [0, 1] and timestep
     indices in [0, 1000) both spread over the embedding's frequencies.
     `time_conditioning=False` builds the course's "t-free" network that never sees the noise level.
     """
 
     def __init__(self, in_channels=1, out_channels=None, channels=(32, 64, 128), blocks_per_level=1,
-                 attention_levels=(2,), groups=8, dropout=0.0, time_scale=1.0, time_conditioning=True):
+                 attention_levels=(2,), groups=8, dropout=0.0, time_multiplier=1.0, time_conditioning=True):
         super().__init__()
         out_channels = out_channels or in_channels
-        self.time_scale = time_scale
+        self.time_multiplier = time_multiplier
         self.time_conditioning = time_conditioning
         temb = 4 * channels[0]
         self.temb_dim = channels[0]
@@ -108,7 +108,7 @@ class UNet(nn.Module):
     def forward(self, x, t):
         if not self.time_conditioning:
             t = torch.zeros(x.shape[0], device=x.device)
-        emb = self.time_mlp(timestep_embedding(t * self.time_scale, self.temb_dim).to(x.dtype))
+        emb = self.time_mlp(timestep_embedding(t * self.time_multiplier, self.temb_dim).to(x.dtype))
         h = self.conv_in(x)
         hs = [h]
         for layer in self.down:

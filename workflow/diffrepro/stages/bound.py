@@ -79,7 +79,7 @@ def main(argv=None):
     _, _, chain = build_model(spec)
     if not isinstance(chain, DiscreteChain):
         raise ConfigError(f"{args.model}: the bound needs a discrete-chain parameterisation (a discrete schedule, "
-                          f"no input_scale), not {spec['parameterisation']} on {spec['schedule']}")
+                          f"no data_multiplier), not {spec['parameterisation']} on {spec['schedule']}")
     chain.load_state_dict(model_file["state_dict"])
     chain.eval()
     images, _ = load_split(args.data, "test", spec["resolution"], settings["n_images"])

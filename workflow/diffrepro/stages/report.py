@@ -112,7 +112,7 @@ def scaling_rows(fid: pd.DataFrame) -> pd.DataFrame:
 
 
 def schedule_curves(replications: dict, scale: str) -> dict:
-    """{label: schedule object} for every distinct (schedule, input scale b) trained at this scale."""
+    """{label: schedule object} for every distinct (schedule, data multiplier b) trained at this scale."""
     from ..build import build_schedule_for  # torch import: only when the report is built
 
     curves = {}
@@ -120,7 +120,7 @@ def schedule_curves(replications: dict, scale: str) -> dict:
         for name, exp in rep["experiments"].items():
             if "schedule" not in exp or scale not in exp.get("scales", [scale]):
                 continue
-            b = exp.get("parameterisation", {}).get("input_scale", 1.0)
+            b = exp.get("parameterisation", {}).get("data_multiplier", 1.0)
             params = ", ".join(f"{k}={v}" for k, v in exp["schedule"].items() if k != "name")
             label = exp["schedule"]["name"] + (f"({params})" if params else "") + (f", b={b}" if b != 1.0 else "")
             curves.setdefault(label, build_schedule_for(exp))
@@ -266,8 +266,8 @@ def main(argv=None):
     extra = []
     scalings = scaling_rows(fid) if len(fid) else fid
     if len(scalings):
-        figures.fid_vs_input_scale(scalings, report.figure(figure_name("all", "fid_vs_input_scale")))
-        extra.append(report.image(figure_name("all", "fid_vs_input_scale"), "FID vs input scaling"))
+        figures.fid_vs_input_scaling(scalings, report.figure(figure_name("all", "fid_vs_input_scaling")))
+        extra.append(report.image(figure_name("all", "fid_vs_input_scaling"), "FID vs input scaling"))
     figures.schedules_log_snr(schedule_curves(replications, args.scale),
                               report.figure(figure_name("all", "schedules_log_snr")))
     extra.append(report.image(figure_name("all", "schedules_log_snr"), "noise schedules, log SNR vs t"))
