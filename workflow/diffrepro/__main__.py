@@ -2,7 +2,8 @@
 
 PATH is a sample file the workflow wrote, an .npz/.npy of images ([N, H, W], [N, C, H, W] or
 [N, H, W, C]; uint8 0-255 or floats in [0, 1]) or a folder of PNG files. 28x28 images are zero-padded
-to 32x32 as the workflow pads Fashion-MNIST; other sizes are resized to the reference's resolution and scored against a finished run's reference set with its classifier
+to 32x32 as the workflow pads Fashion-MNIST; other sizes are resized to the reference's resolution.
+They are scored against a finished run's reference set with its classifier
 (`--results results/quick` by default): FID and KID by torch-fidelity and clean-fid, the bootstrap
 interval and FID-infinity, and the pixel checks, as rows of metrics.csv (paper `user`).
 """
@@ -57,26 +58,18 @@ def read_images(path: Path) -> np.ndarray:
 
 def score(path: Path, classifier: Path, reference: Path, seed: int = 0, kid_subset_size: int = 1000, kid_subsets: int = 50):
     """The metrics rows of the images at `path` against `reference` (the evaluate stage's rows)."""
-    from .data import resample
+    from .data import pad_fashion_mnist, resample
     from .features import FMNIST_CLASSIFIER, Extractor
-    from .metrics import compute_metrics
-    from .metrics_table import rows_for
-    from .stages.evaluate import feature_rows, pixel_rows, read_reference_set
+    from .stages.evaluate import metrics_table, read_reference_set, score_set
 
-    images = read_images(path)
-    reference_set, reference_pixels = read_reference_set(reference)
-    if images.shape[-2:] == (28, 28):  # Fashion-MNIST's own size: padded to 32 as the workflow pads its data
-        images = np.pad(images, ((0, 0), (0, 0), (2, 2), (2, 2)))
-    images = resample(images, reference_pixels.shape[-1])
-    extractor, scored = Extractor(FMNIST_CLASSIFIER, classifier), {}
-    rows = compute_metrics(images, reference, extractor, kid_subset_size=min(kid_subset_size, len(images)),
-                           kid_subsets=kid_subsets, seed=seed, name=str(path), features_out=scored)
-    rows += feature_rows(extractor.name, scored, seed)
+    _, reference_pixels = read_reference_set(reference)
+    images = resample(pad_fashion_mnist(read_images(path)), reference_pixels.shape[-1])
+    fid = {"kid_subset_size": kid_subset_size, "kid_subsets": kid_subsets}
+    rows, _ = score_set(images, reference, Extractor(FMNIST_CLASSIFIER, classifier), fid, seed, str(path))
     digest = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()[:12]
     run = {"paper": "user", "experiment": path.stem or path.name, "input_scaling": "none", "sampler": "none",
-           "sampler_name": "none", "steps": 0, "nfe": 0, "seed": seed, "config_hash": digest,
-           "reference_set": reference_set}
-    return rows_for(run, rows + pixel_rows(images, reference_pixels))
+           "sampler_name": "none", "steps": 0, "nfe": 0, "seed": seed, "config_hash": digest}
+    return metrics_table(run, rows, images, reference)
 
 
 def main(argv=None) -> int:

@@ -149,11 +149,16 @@ def load_split(npz_path, split: str, resolution: int = 32, limit: int | None = N
         raise DataError(f"{npz_path} is unreadable ({err}); delete it and rerun the workflow to rebuild it") from None
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
-    if images.ndim == 3:  # grey 28x28
-        x = np.pad(images, ((0, 0), (2, 2), (2, 2))).astype(np.float32)[:, None] / 255.0
-    else:
-        x = images.astype(np.float32) / 255.0
-    return resample(x, resolution), labels.astype(np.int64)
+    x = images.astype(np.float32)[:, None] / 255.0 if images.ndim == 3 else images.astype(np.float32) / 255.0
+    return resample(pad_fashion_mnist(x), resolution), labels.astype(np.int64)
+
+
+def pad_fashion_mnist(images: np.ndarray) -> np.ndarray:
+    """Images [N,C,H,W] at Fashion-MNIST's native 28x28 zero-padded to 32x32 (as the fast.ai course
+    did); any other size is returned as it is."""
+    if images.shape[-2:] != (28, 28):
+        return images
+    return np.pad(images, ((0, 0), (0, 0), (2, 2), (2, 2)))
 
 
 def resample(images: np.ndarray, resolution: int) -> np.ndarray:

@@ -1,8 +1,6 @@
 """Stage: FID and KID of one sample set (or of real training images: the floor), by both libraries."""
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 
@@ -56,6 +54,25 @@ def feature_rows(extractor_name: str, scored: dict, seed: int) -> list:
              "n_samples": len(scored["features"])} for metric, value in values.items()]
 
 
+def score_set(images, reference_path, extractor, fid: dict, seed: int, name: str, **options) -> tuple:
+    """The scoring protocol of one image set, as the evaluate stage, the learning curve and
+    `python -m diffrepro score` all apply it: (metric rows, the set's features).
+
+    Rows: FID and KID by each library (metrics.compute_metrics; `options` pass on, e.g. libraries
+    or range checks), then the bootstrap interval, FID-infinity and KID of the features."""
+    scored = {}
+    rows = compute_metrics(images, reference_path, extractor, kid_subset_size=min(fid["kid_subset_size"], len(images)),
+                           kid_subsets=fid["kid_subsets"], seed=seed, name=name, features_out=scored, **options)
+    return rows + feature_rows(extractor.name, scored, seed), scored["features"]
+
+
+def metrics_table(run: dict, rows: list, images, reference_path):
+    """The set's metrics.csv table: its rows with the pixel checks against the reference set, each
+    carrying the run's identifying columns."""
+    reference_set, reference_pixels = read_reference_set(reference_path)
+    return rows_for({**run, "reference_set": reference_set}, rows + pixel_rows(images, reference_pixels))
+
+
 def save_features(path, features, image_shape) -> None:
     """The set's features in image order (image k of every set at one seed and image shape starts
     from the same noise): the claims resample them instead of running any network again."""
@@ -100,19 +117,11 @@ def main(argv=None):
         images = misread(images, *args.misread.split(":"))
         checks = {"min_span_fraction": 0.0}  # the squeezed range is the point of this run
         run["sampler"] += "_range_bug"
-    scored = {}
-    rows = compute_metrics(images, args.reference, extractor, kid_subset_size=min(fid["kid_subset_size"], len(images)),
-                           kid_subsets=fid["kid_subsets"], seed=run["seed"], name=name, features_out=scored, **checks)
-    rows += feature_rows(extractor.name, scored, run["seed"])
+    rows, features = score_set(images, args.reference, extractor, fid, run["seed"], name, **checks)
     if args.features:
-        save_features(args.features, scored["features"], drawn_shape)
-    reference_set, reference_pixels = read_reference_set(args.reference)
-    table = rows_for({**run, "reference_set": reference_set}, rows + pixel_rows(images, reference_pixels))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, out)
+        save_features(args.features, features, drawn_shape)
+    with atomic_path(args.out) as tmp:
+        metrics_table(run, rows, images, args.reference).to_csv(tmp, index=False)
     print(status_line(run, rows), flush=True)  # stdout: the terminal Snakemake runs in
 
 

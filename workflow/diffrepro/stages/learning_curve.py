@@ -13,9 +13,8 @@ import pandas as pd
 from ..data import resample
 from ..features import FMNIST_CLASSIFIER, Extractor
 from ..io import atomic_path, load_checkpoint
-from ..metrics import compute_metrics
 from ..sampling import draw_samples
-from .evaluate import feature_rows
+from .evaluate import score_set
 from . import parse_stage_args, run_stage, stage_parser
 
 KEPT = {("clean-fid", "fid"), ("diffrepro", "fid_ci_low"), ("diffrepro", "fid_ci_high")}
@@ -47,12 +46,8 @@ def main(argv=None):
     for seen, state in sorted(weights_by_images_seen(model_file).items()):
         images, info = draw_samples({**model_file, "state_dict": state}, spec, progress=False)
         images = resample(images, args.resolution)
-        scored = {}
-        scores = compute_metrics(images, args.reference, extractor, libraries=("clean-fid",),
-                                 kid_subset_size=min(fid["kid_subset_size"], len(images)),
-                                 kid_subsets=fid["kid_subsets"], seed=spec["seed"], features_out=scored,
-                                 name=f"{args.model} at {seen} training images")
-        scores += feature_rows(extractor.name, scored, spec["seed"])
+        scores, _ = score_set(images, args.reference, extractor, fid, spec["seed"],
+                              f"{args.model} at {seen} training images", libraries=("clean-fid",))
         value = {(r["library"], r["metric"]): r["value"] for r in scores}
         rows.append({**spec["run"], "sampler": spec["sampler"]["label"], "steps": spec["sampler"]["steps"],
                      "nfe": info["nfe"], "seed": spec["seed"], "n_samples": len(images), "images_seen": seen,
