@@ -22,7 +22,7 @@ from diffrepro.schedules import alpha_bar_from_betas, build_schedule, sohl_dicks
 from diffrepro.stages import bound as bound_stage
 from diffrepro.stages import swiss_roll as swiss_roll_stage
 from diffrepro.toy import (LearnedBetas, LearnedScheduleChain, SwissRollNet, TimeReadout, bump_basis, chain_samples,
-                           learned_chain_levels, per_step_basis, standardise, swiss_roll, unit_variance_scaling)
+                           learned_chain_levels, per_step_basis, standardise, swiss_roll, mean_and_std)
 
 F64 = torch.float64
 
@@ -51,10 +51,10 @@ def test_swiss_roll_noise_is_isotropic_gaussian_of_the_given_std():
     torch.testing.assert_close(torch.cov(z.T), torch.eye(2, dtype=F64), atol=0.03, rtol=0)
 
 
-def test_unit_variance_scaling_uses_one_constant_for_both_axes():
+def test_mean_and_std_uses_one_constant_for_both_axes():
     points = swiss_roll(3000, 0.2, torch.Generator().manual_seed(1))
-    mean, scale = unit_variance_scaling(points)
-    x = standardise(points, mean, scale)
+    mean, std = mean_and_std(points)
+    x = standardise(points, mean, std)
     torch.testing.assert_close(x.mean(0), torch.zeros(2, dtype=F64), atol=1e-12, rtol=0)
     torch.testing.assert_close(x.pow(2).mean(), torch.tensor(1.0, dtype=F64))  # variance 1 on average
     # a single constant keeps the shape: the ratio of the axes' spreads is unchanged

@@ -87,8 +87,8 @@ def inference_schedule(schedule, config: dict):
     """A schedule used only to place the sampling grid (Chen 2023 samples every model on a cosine
     grid whatever it was trained with), seen in the same data multiplier as `schedule`."""
     inner = build_schedule(config)
-    scale = getattr(schedule, "data_multiplier", 1.0)
-    return inner if scale == 1.0 else DataMultipliedSchedule(inner, scale)
+    b = getattr(schedule, "data_multiplier", 1.0)
+    return inner if b == 1.0 else DataMultipliedSchedule(inner, b)
 
 
 def sampling_sigmas(schedule, steps: int, grid: dict) -> torch.Tensor:

@@ -429,8 +429,8 @@ def build_denoiser(net, parameterisation_cfg, schedule=None):
             d = Preconditioned(net, name, schedule.t_from_sigma, normalise=normalise)
         else:
             raise ValueError(f"parameterisation {name!r} needs a VP schedule (discrete or continuous), got {schedule!r}")
-        scale = float(cfg.get("data_multiplier", 1.0))
-        return d if scale == 1.0 else DataMultiplied(d, scale)
+        b = float(cfg.get("data_multiplier", 1.0))
+        return d if b == 1.0 else DataMultiplied(d, b)
     if name == "edm":
         c_noise = cfg.get("c_noise", "log")
         if c_noise not in ("log", "sigma"):

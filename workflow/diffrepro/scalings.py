@@ -15,19 +15,19 @@ FMNIST_STD = 0.3318
 @dataclass(frozen=True)
 class Scaling:
     name: str
-    shift: float  # model = (image - shift) * scale
-    scale: float
+    shift: float  # model = (image - shift) * multiplier
+    multiplier: float
 
     def to_model(self, images):
-        return (images - self.shift) * self.scale
+        return (images - self.shift) * self.multiplier
 
     def to_image(self, x):
-        return x / self.scale + self.shift
+        return x / self.multiplier + self.shift
 
     @property
     def sigma_data(self) -> float:
         """Std of the scaled Fashion-MNIST data (EDM's sigma_data for this scaling)."""
-        return FMNIST_STD * self.scale
+        return FMNIST_STD * self.multiplier
 
 
 SCALINGS = {

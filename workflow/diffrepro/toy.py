@@ -41,8 +41,8 @@ def swiss_roll(n, noise=0.0, generator=None):
     return points + noise * torch.randn(n, 2, generator=generator, dtype=F64)
 
 
-def unit_variance_scaling(points):
-    """(mean [2], scale) that map `points` to zero mean and unit variance per dimension on average.
+def mean_and_std(points):
+    """(mean [2], std) that map `points` to zero mean and unit variance per dimension on average.
 
     Sohl-Dickstein 2015 Table 1: the data were "scaled by a constant to give them variance 1"
     before computing log likelihoods; one constant for both axes keeps the roll's shape.
@@ -51,8 +51,8 @@ def unit_variance_scaling(points):
     return mean, float((points - mean).pow(2).mean().sqrt())
 
 
-def standardise(points, mean, scale):
-    return (points - mean) / scale
+def standardise(points, mean, std):
+    return (points - mean) / std
 
 
 def isotropic_gaussian_log2_likelihood(x):

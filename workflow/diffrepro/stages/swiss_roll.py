@@ -21,7 +21,7 @@ Table 1's 2.35 bits need beta_1 <~ 1.3e-5 on this roll (-H(x1) = -0.72, 0.93, 2.
 K = -0.36, -0.69, -0.37 bits (1e-3); 0.31, 0.10, 0.27 (1e-4); 0.57, 0.27 (1e-5).
 
 Data noise: the roll gets isotropic Gaussian noise of std 0.01 raw units (radius 4.7..14.1), i.e.
-0.0015 in unit-variance units (the raw-to-unit scale is 6.79). Without noise the data lie on a curve
+0.0015 in unit-variance units (the raw data's std is 6.79). Without noise the data lie on a curve
 with no density, and the log likelihood that K bounds is infinite. The noisy roll's own log
 likelihood (its minus entropy, by quadrature along the curve) caps every model's K: 3.69 bits at
 0.01 raw, 2.69 at 0.02, 1.37 at 0.05, 0.37 at 0.1, -1.96 at 0.5; a roll thicker than about 0.025 raw
@@ -45,7 +45,7 @@ from ..losses import bits_per_dim_bound, vlb_loss
 from ..metrics_table import COLUMNS
 from ..schedules import build_schedule
 from ..toy import (LearnedBetas, LearnedScheduleChain, SwissRollNet, chain_samples,
-                   isotropic_gaussian_log2_likelihood, standardise, swiss_roll, unit_variance_scaling)
+                   isotropic_gaussian_log2_likelihood, standardise, swiss_roll, mean_and_std)
 from ..training import TrainingDiverged, lr_at, seed_everything
 from . import run_stage
 
@@ -53,12 +53,12 @@ DIMS = 2
 
 
 def make_data(data_cfg):
-    """(train, held-out) float32 [n, 2], both standardised with the training set's mean and scale."""
+    """(train, held-out) float32 [n, 2], both standardised with the training set's mean and std."""
     seed = data_cfg.get("seed", 0)
     train_points = swiss_roll(data_cfg["n_train"], data_cfg["noise"], torch.Generator().manual_seed(seed))
     test_points = swiss_roll(data_cfg["n_test"], data_cfg["noise"], torch.Generator().manual_seed(seed + 1))
-    mean, scale = unit_variance_scaling(train_points)
-    return standardise(train_points, mean, scale).float(), standardise(test_points, mean, scale).float()
+    mean, std = mean_and_std(train_points)
+    return standardise(train_points, mean, std).float(), standardise(test_points, mean, std).float()
 
 
 def build_chain(settings):
