@@ -60,6 +60,8 @@ def _coerce_command_line_strings(config: dict, schema: dict) -> None:
 
 
 def load_config(config: dict, source="workflow/config.yaml") -> dict:
+    """The workflow config, validated against its schema, with each scale's KID subset and the
+    configured paths checked; the first problem is one ConfigError line."""
     # `--config download=false` arrives as the string 'false'; read such words as YAML does.
     for key, value in config.items():
         if isinstance(value, str) and value.lower() in ("true", "false", "null"):
