@@ -591,9 +591,9 @@ def _listed(values) -> str:
 
 
 def _selections(spec: dict):
-    for field in ("select", "a", "b"):
-        if field in spec:
-            yield field, spec[field]
+    for role in ("select", "a", "b"):
+        if role in spec:
+            yield role, spec[role]
     for i, selection in enumerate(spec.get("order", [])):
         yield f"order.{i}", selection
 
@@ -621,17 +621,17 @@ def claim_problems(doc: dict) -> list:
         ids.add(claim["id"])
         (kind, spec), = claim["check"].items()
         where = f"claims.{i}.check.{kind}"
-        for field, selection in _selections(spec):
+        for role, selection in _selections(spec):
             for key, want in selection.items():
                 if key == "factors":
-                    problems.extend(f"{where}.{field}.factors: {name!r} is not a sweep factor "
+                    problems.extend(f"{where}.{role}.factors: {name!r} is not a sweep factor "
                                     f"(factors: {_listed(factors) or 'none'})" for name in want if name not in factors)
                 elif key in known:
-                    undefined(f"{where}.{field}.{key}", key, want if isinstance(want, list) else [want])
+                    undefined(f"{where}.{role}.{key}", key, want if isinstance(want, list) else [want])
         named = [(f, c) for f in ("pair_on", "per") for c in spec.get(f, [])]
         named += [(f, spec[f]) for f in ("among", "across", "along") if f in spec]
-        problems.extend(f"{where}.{field}: {c!r} is neither a metrics column nor a sweep factor "
-                        f"(allowed: {_listed(columns)})" for field, c in named if c not in columns)
+        problems.extend(f"{where}.{option}: {c!r} is neither a metrics column nor a sweep factor "
+                        f"(allowed: {_listed(columns)})" for option, c in named if c not in columns)
         if kind == "best" and spec["among"] in known:
             undefined(f"{where}.expected", spec["among"], [spec["expected"]])
             undefined(f"{where}.candidates", spec["among"], spec.get("candidates", []))
