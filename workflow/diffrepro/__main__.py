@@ -60,16 +60,16 @@ def score(path: Path, classifier: Path, reference: Path, seed: int = 0, kid_subs
     """The metrics rows of the images at `path` against `reference` (the evaluate stage's rows)."""
     from .data import pad_fashion_mnist, resample
     from .features import FMNIST_CLASSIFIER, Extractor
-    from .stages.evaluate import metrics_table, read_reference_set, score_set
+    from .stages.evaluate import read_reference_set, score_set, set_metrics_table
 
-    _, reference_pixels = read_reference_set(reference)
+    reference_set, reference_pixels = read_reference_set(reference)
     images = resample(pad_fashion_mnist(read_images(path)), reference_pixels.shape[-1])
     fid = {"kid_subset_size": kid_subset_size, "kid_subsets": kid_subsets}
     rows, _ = score_set(images, reference, Extractor(FMNIST_CLASSIFIER, classifier), fid, seed, str(path))
     digest = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()[:12]
     run = {"paper": "user", "experiment": path.stem or path.name, "input_scaling": "none", "sampler": "none",
            "sampler_name": "none", "steps": 0, "nfe": 0, "seed": seed, "config_hash": digest}
-    return metrics_table(run, rows, images, reference)
+    return set_metrics_table(run, rows, images, reference_set, reference_pixels)
 
 
 def main(argv=None) -> int:

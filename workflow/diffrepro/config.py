@@ -88,9 +88,12 @@ def per_scale(value, scale: str) -> list:
     return value if isinstance(value, list) else value.get(scale, [])
 
 
+def is_per_scale(value) -> bool:
+    """Whether a setting is a {scale: value} mapping: its keys are scale names, which no setting's keys are."""
+    return isinstance(value, dict) and bool(value) and set(value) <= set(SCALES)
+
+
 def at_scale(value, scale: str, default=None):
     """An experiment setting that applies to every scale, or a {scale: value} mapping (absent scale:
-    `default`). A mapping is per scale when its keys are scale names, which no setting's keys are."""
-    if isinstance(value, dict) and value and set(value) <= set(SCALES):
-        return value.get(scale, default)
-    return value
+    `default`)."""
+    return value.get(scale, default) if is_per_scale(value) else value

@@ -149,7 +149,9 @@ def load_split(npz_path, split: str, resolution: int = 32, limit: int | None = N
         raise DataError(f"{npz_path} is unreadable ({err}); delete it and rerun the workflow to rebuild it") from None
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
-    x = images.astype(np.float32)[:, None] / 255.0 if images.ndim == 3 else images.astype(np.float32) / 255.0
+    x = images.astype(np.float32) / 255.0
+    if x.ndim == 3:  # grey [N, H, W]: one channel
+        x = x[:, None]
     return resample(pad_fashion_mnist(x), resolution), labels.astype(np.int64)
 
 

@@ -107,11 +107,15 @@ C_NOISE = {
 }
 
 
+def _row(name):
+    if name not in PRECONDITIONING:
+        raise ValueError(f"unknown prediction {name!r}; allowed: {tuple(PRECONDITIONING)}")
+    return PRECONDITIONING[name]
+
+
 def preconditioning(row, sigma, like, sigma_data=1.0):
     """(c_skip, c_out, c_in) of a PRECONDITIONING row at sigma [B], shaped to broadcast against `like`."""
-    if row not in PRECONDITIONING:
-        raise ValueError(f"unknown prediction {row!r}; allowed: {tuple(PRECONDITIONING)}")
-    return tuple(per_example(c, like) for c in PRECONDITIONING[row](sigma, sigma_data))
+    return tuple(per_example(c, like) for c in _row(row)(sigma, sigma_data))
 
 
 def x0_from_vp_output(prediction, out, x_vp, sigma):
@@ -130,8 +134,7 @@ class Preconditioned(nn.Module):
 
     def __init__(self, net, row, c_noise, sigma_data=1.0, normalise=False):
         super().__init__()
-        if row not in PRECONDITIONING:
-            raise ValueError(f"unknown prediction {row!r}; allowed: {tuple(PRECONDITIONING)}")
+        _row(row)  # an unknown row fails here, not at the first forward
         self.net, self.row, self.c_noise = net, row, c_noise
         self.sigma_data, self.normalise = sigma_data, normalise
 
@@ -144,7 +147,7 @@ class Preconditioned(nn.Module):
 
 
 class DataMultiplied(nn.Module):
-    """Chen 2023 input scaling b, presented in the unit data space.
+    """Chen 2023's data multiplier b (the paper's "input scaling"), presented in the unit data space.
 
     The inner denoiser was trained on data x0_b = b * x0 in [-b, b] (its schedule's sigma,
     sigma_b, is the sigma of that b-scaled space). This wrapper's data space is the unscaled

@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 
 from . import catalog
-from .config import SCALES, per_scale
+from .config import SCALES, is_per_scale, per_scale
 from .schema import ConfigError, explain, load_schema, read_yaml, validate
 
 
@@ -105,7 +105,7 @@ def load_replications(directory, config_source="config") -> dict:
 
 def _per_scale_values(value) -> list:
     """[(suffix, value)]: a value given for every scale, or one per scale ({smoke: ..., quick: ...})."""
-    if isinstance(value, dict) and value and set(value) <= set(SCALES):
+    if is_per_scale(value):
         return [(f".{scale}", v) for scale, v in value.items()]
     return [("", value)]
 

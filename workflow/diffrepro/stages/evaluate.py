@@ -66,10 +66,9 @@ def score_set(images, reference_path, extractor, fid: dict, seed: int, name: str
     return rows + feature_rows(extractor.name, scored, seed), scored["features"]
 
 
-def metrics_table(run: dict, rows: list, images, reference_path):
-    """The set's metrics.csv table: its rows with the pixel checks against the reference set, each
-    carrying the run's identifying columns."""
-    reference_set, reference_pixels = read_reference_set(reference_path)
+def set_metrics_table(run: dict, rows: list, images, reference_set: str, reference_pixels):
+    """The set's metrics.csv table: its rows with the pixel checks against the reference set
+    (read_reference_set), each carrying the run's identifying columns."""
     return rows_for({**run, "reference_set": reference_set}, rows + pixel_rows(images, reference_pixels))
 
 
@@ -121,7 +120,7 @@ def main(argv=None):
     if args.features:
         save_features(args.features, features, drawn_shape)
     with atomic_path(args.out) as tmp:
-        metrics_table(run, rows, images, args.reference).to_csv(tmp, index=False)
+        set_metrics_table(run, rows, images, *read_reference_set(args.reference)).to_csv(tmp, index=False)
     print(status_line(run, rows), flush=True)  # stdout: the terminal Snakemake runs in
 
 

@@ -17,9 +17,6 @@ from ..sampling import draw_samples
 from .evaluate import score_set
 from . import parse_stage_args, run_stage, stage_parser
 
-KEPT = {("clean-fid", "fid"), ("diffrepro", "fid_ci_low"), ("diffrepro", "fid_ci_high")}
-
-
 def weights_by_images_seen(model_file: dict) -> dict:
     """{training images seen: state dict}: the snapshots, then the final (EMA) weights."""
     train = model_file["spec"]["train"]
